@@ -1,0 +1,65 @@
+"""typedstore: typed, transactional persistence for job objects.
+
+A drop-in replacement for GC3Pie's ``gc3libs.persistence``: ``make_store(url)``
+gives a store that saves, loads and queries Python objects. Everything users
+need is importable from here.
+"""
+
+from .accessors import (
+    GET,
+    GetAttribute,
+    GetAttributeValue,
+    GetItem,
+    GetItemValue,
+    GetOnly,
+    GetValue,
+)
+from .defaults import DEFAULT_PROTOCOL
+from .errors import (
+    ConflictError,
+    LoadError,
+    NotFoundError,
+    SaveError,
+    SchemaError,
+    StoreError,
+    TransactionError,
+    UnsafeLoadError,
+    UrlError,
+)
+from .filesystem import FilesystemStore, make_filesystemstore
+from .ids import Id, IdFactory, IntId, JobIdFactory
+from .serialization import Persistable, register_class_alias
+from .sql import SqlStore
+from .store import Store, make_store, register
+
+__all__ = [
+    "DEFAULT_PROTOCOL",
+    "GET",
+    "ConflictError",
+    "FilesystemStore",
+    "GetAttribute",
+    "GetAttributeValue",
+    "GetItem",
+    "GetItemValue",
+    "GetOnly",
+    "GetValue",
+    "Id",
+    "IdFactory",
+    "IntId",
+    "JobIdFactory",
+    "LoadError",
+    "NotFoundError",
+    "Persistable",
+    "SaveError",
+    "SchemaError",
+    "SqlStore",
+    "Store",
+    "StoreError",
+    "TransactionError",
+    "UnsafeLoadError",
+    "UrlError",
+    "make_filesystemstore",
+    "make_store",
+    "register",
+    "register_class_alias",
+]

@@ -1,0 +1,148 @@
+"""Accessors: small callables that pull a value out of an object.
+
+They are how row fields say where their value comes from, with GC3Pie's
+semantics and names:
+
+* ``GET`` returns the object itself; ``GET.a.b[0]`` returns ``obj.a.b[0]``;
+* ``GetAttribute("a.b")`` follows a dotted attribute path;
+* ``GetItem(key)`` indexes (``obj[key]``);
+* ``GET.x.ONLY(SomeClass)`` passes the value only if it is a ``SomeClass``;
+* every accessor takes ``default=``, returned when the path is missing
+  (an attribute, key or index that does not exist, or an ``ONLY`` mismatch);
+  without a default the lookup error propagates.
+
+GC3Pie's older names ``GetAttributeValue`` and ``GetItemValue`` are aliases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+#: The errors that mean "the value is not there" (as opposed to a bug in a getter).
+MISSING_ERRORS: tuple[type[BaseException], ...] = (AttributeError, KeyError, IndexError)
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Any = _NoDefault()
+
+
+def _identity(obj: Any) -> Any:
+    return obj
+
+
+class GetValue:
+    """The root accessor: returns its argument, transformed by ``xform``.
+
+    Attribute access and indexing build longer accessors: ``GET.a[1]`` is
+    ``GetItem(1, xform=GetAttribute("a"))``.
+    """
+
+    def __init__(self, default: Any = NO_DEFAULT, xform: Callable[[Any], Any] = _identity):
+        self._default = default
+        self._xform = xform
+
+    def _lookup(self, value: Any) -> Any:
+        return value
+
+    def _describe(self) -> str:
+        return "GET"
+
+    def __call__(self, obj: Any) -> Any:
+        try:
+            return self._lookup(self._xform(obj))
+        except MISSING_ERRORS:
+            if self._default is NO_DEFAULT:
+                raise
+            return self._default
+
+    def __getattr__(self, name: str) -> GetAttributeValue:
+        # Private names are never paths: copy, pickle and our own attributes use
+        # them. Reach an attribute named "_x" with GetAttribute("_x").
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return GetAttributeValue(name, xform=self, default=self._default)
+
+    def __getitem__(self, key: Any) -> GetItemValue:
+        return GetItemValue(key, xform=self, default=self._default)
+
+    def ONLY(self, specifically: type | tuple[type, ...]) -> GetOnly:
+        """Pass the value on only if it is an instance of ``specifically``."""
+        return GetOnly(specifically, xform=self, default=self._default)
+
+    def __repr__(self) -> str:
+        text = self._describe()
+        if self._default is not NO_DEFAULT:
+            text += f" (default={self._default!r})"
+        return text
+
+    def _prefix(self) -> str:
+        xform = self._xform
+        return xform._describe() if isinstance(xform, GetValue) else "GET"
+
+
+class GetAttributeValue(GetValue):
+    """Return ``obj.<attr>``; ``attr`` may be a dotted path ``"a.b.c"``."""
+
+    def __init__(
+        self, attr: str, xform: Callable[[Any], Any] = _identity, default: Any = NO_DEFAULT
+    ) -> None:
+        super().__init__(default=default, xform=xform)
+        self._path = tuple(attr.split("."))
+
+    def _lookup(self, value: Any) -> Any:
+        for name in self._path:
+            value = getattr(value, name)
+        return value
+
+    def _describe(self) -> str:
+        return f"{self._prefix()}.{'.'.join(self._path)}"
+
+
+class GetItemValue(GetValue):
+    """Return ``obj[key]``."""
+
+    def __init__(
+        self, key: Any, xform: Callable[[Any], Any] = _identity, default: Any = NO_DEFAULT
+    ) -> None:
+        super().__init__(default=default, xform=xform)
+        self._key = key
+
+    def _lookup(self, value: Any) -> Any:
+        return value[self._key]
+
+    def _describe(self) -> str:
+        return f"{self._prefix()}[{self._key!r}]"
+
+
+class GetOnly(GetValue):
+    """Return the value if it is an instance of ``only``; otherwise it is missing."""
+
+    def __init__(
+        self,
+        only: type | tuple[type, ...],
+        xform: Callable[[Any], Any] = _identity,
+        default: Any = NO_DEFAULT,
+    ) -> None:
+        super().__init__(default=default, xform=xform)
+        self._only = only
+
+    def _lookup(self, value: Any) -> Any:
+        if isinstance(value, self._only):
+            return value
+        raise AttributeError(f"{type(value).__name__} is not {self._only!r}")
+
+    def _describe(self) -> str:
+        return f"{self._prefix()}.ONLY({self._only!r})"
+
+
+#: The root accessor; build paths from it: ``GET.execution.state``.
+GET = GetValue()
+
+#: GC3Pie's names.
+GetAttribute = GetAttributeValue
+GetItem = GetItemValue

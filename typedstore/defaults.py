@@ -1,0 +1,57 @@
+"""Every tunable default of typedstore, in one visible place.
+
+Changing a value here changes it for every store; most can also be passed to a
+store's constructor. docs/performance.md says what each costs.
+"""
+
+from __future__ import annotations
+
+#: Pickle protocol for new records. Protocol 4 is read by every Python 3
+#: release (and by GC3Pie on Python 3); 5 adds out-of-band buffers that job
+#: objects do not use.
+DEFAULT_PROTOCOL = 4
+
+#: Table used by the SQL store when neither ``table_name=`` nor ``#table=`` names one
+#: (GC3Pie's default).
+DEFAULT_TABLE = "store"
+
+#: Name of the small table that hands out id blocks to every process of a SQL store.
+ID_COUNTER_TABLE = "typedstore_ids"
+
+#: How many ids a SQL store process takes from the counter table at once. A block
+#: costs one short write transaction; unused numbers of a block are gaps, never reused.
+ID_BLOCK_SIZE = 100
+
+#: State stored for objects without ``obj.execution.state`` (GC3Pie's value).
+UNKNOWN_STATE = "UNKNOWN"
+
+#: Longest state string the ``state`` column holds.
+STATE_LENGTH = 128
+
+#: SQLite settings applied to every new connection. WAL lets readers run beside
+#: one writer; synchronous=NORMAL in WAL mode is durable against process crashes
+#: and keeps the database consistent on power loss (the last commits may roll back).
+SQLITE_PRAGMAS: dict[str, str] = {
+    "journal_mode": "WAL",
+    "synchronous": "NORMAL",
+    "foreign_keys": "ON",
+}
+
+#: Seconds a SQLite connection waits for another writer's lock before failing.
+SQLITE_BUSY_TIMEOUT = 60.0
+
+#: Seconds a file-store process waits for a directory lock (id counter, index).
+ID_LOCK_TIMEOUT = 60.0
+
+#: Environment variable naming the directory of the fallback id counter used by an
+#: :class:`~typedstore.ids.IdFactory` that no store has bound.
+ID_COUNTER_HOME_ENV = "TYPEDSTORE_HOME"
+
+#: Rows fetched per round trip when a query streams its results.
+STREAM_BATCH_SIZE = 500
+
+#: Name of the hidden directory a file store keeps its own bookkeeping in.
+FILESTORE_META_DIR = ".typedstore"
+
+#: Suffix of the backup GC3Pie leaves beside a record while replacing it.
+BACKUP_SUFFIX = ".OLD"

@@ -1,0 +1,134 @@
+"""The one error hierarchy of typedstore, rooted at :class:`StoreError`.
+
+Every error a store raises on purpose is a :class:`StoreError`, so callers can
+catch one class. Errors carry the data that explains them (the id, the field,
+the URL with its password hidden) as attributes as well as in the message.
+
+A not-found error (:class:`NotFoundError`, raised by ``load``/``replace``/``remove``
+of an id that is not stored) is also a :class:`KeyError`, so plain Python code
+that catches ``KeyError`` keeps working. It is a :class:`LoadError` too, because
+GC3Pie code catches ``LoadError`` when a job is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+class StoreError(Exception):
+    """Root of every error raised by typedstore on purpose."""
+
+
+class UrlError(StoreError, ValueError):
+    """A store URL that cannot be understood (bad syntax, unknown scheme).
+
+    Attributes:
+        url (str): the offending URL, with any password replaced by ``***``.
+    """
+
+    def __init__(self, message: str, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class LoadError(StoreError):
+    """An object could not be loaded.
+
+    Attributes:
+        id: the id that was asked for (``None`` when unknown).
+    """
+
+    def __init__(self, message: str, id_: Any = None) -> None:
+        super().__init__(message)
+        self.id = id_
+
+
+class NotFoundError(LoadError, KeyError):
+    """No object is stored under the given id."""
+
+    def __str__(self) -> str:
+        # KeyError would otherwise print the repr of the message.
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsafeLoadError(LoadError):
+    """A payload names a class that the store's allow-list does not permit.
+
+    Attributes:
+        id: the record being loaded.
+        global_name (str): ``module.qualname`` of the refused class.
+    """
+
+    def __init__(self, message: str, id_: Any = None, global_name: str = "") -> None:
+        super().__init__(message, id_)
+        self.global_name = global_name
+
+
+class SaveError(StoreError):
+    """An object could not be saved; nothing of that save was written.
+
+    Attributes:
+        id: the id of the object being saved (``None`` if it had none yet).
+        field (str | None): the row field that failed, when one did.
+    """
+
+    def __init__(self, message: str, id_: Any = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.id = id_
+        self.field = field
+
+
+class ConflictError(SaveError):
+    """A write over a record that another writer changed since it was read.
+
+    Attributes:
+        ids (tuple): every id whose stored version did not match.
+        expected (int | None): the version this store had read.
+        found (int | None): the version stored now (``None`` if the record is gone).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        ids: Iterable[Any],
+        expected: int | None = None,
+        found: int | None = None,
+    ) -> None:
+        ids = tuple(ids)
+        super().__init__(message, ids[0] if ids else None)
+        self.ids = ids
+        self.expected = expected
+        self.found = found
+
+
+class SchemaError(StoreError):
+    """The stored schema does not match what the code needs.
+
+    Attributes:
+        table (str): the store table.
+        current (str | None): the revision the database is at.
+        required (str | None): the revision the code needs.
+        command (str | None): the exact command that fixes it, when there is one.
+        missing_columns (tuple[str, ...]): columns the row model has and the table lacks.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        table: str = "",
+        current: str | None = None,
+        required: str | None = None,
+        command: str | None = None,
+        missing_columns: Iterable[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.table = table
+        self.current = current
+        self.required = required
+        self.command = command
+        self.missing_columns = tuple(missing_columns)
+
+
+class TransactionError(StoreError):
+    """A transaction was used wrongly (for example nested across threads)."""

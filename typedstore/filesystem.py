@@ -1,0 +1,349 @@
+"""FilesystemStore: one pickle file per object in a directory, GC3Pie's layout.
+
+On-disk format (a GC3Pie jobs directory opens as is):
+
+* ``DIR/<id>`` -- the pickle of the object whose id is ``<id>`` (``job.12``);
+* ``DIR/<id>.OLD`` -- a backup GC3Pie leaves while replacing a record; it is
+  read when ``DIR/<id>`` is missing (GC3Pie died between its two renames),
+  and removed when typedstore writes or removes ``<id>``;
+* ``DIR/.typedstore/next_id`` -- the id counter (next free number) and its
+  ``.lock``; created on first use, starting above every id already present;
+* ``DIR/.typedstore/journal`` -- exists only while a multi-record transaction
+  commits, or after a crash during one (see below).
+
+Crash safety: a record is written to a temporary file in ``DIR`` (its name
+starts with a dot, so it is never listed), flushed, fsynced and renamed over
+the record, then the directory is fsynced. A killed writer leaves either the
+old record or the new one, never a torn one. A transaction that writes several
+records first makes every temporary file durable, then writes a journal of
+the renames and deletions, applies them, and removes the journal; whoever opens
+the store next after a crash in between finishes the journal. Commits and
+recovery of journals hold ``.typedstore/commit.lock`` so processes never apply
+the same journal at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from filelock import FileLock
+
+from .defaults import BACKUP_SUFFIX, DEFAULT_PROTOCOL, FILESTORE_META_DIR, ID_LOCK_TIMEOUT
+from .errors import LoadError, NotFoundError, StoreError
+from .fileindex import FileIndex, Stat, file_identity
+from .ids import FileCounter, Id, IdFactory
+from .query import Query, QuerySource
+from .store import Store
+from .urls import StoreUrl, parse_store_url
+
+log = logging.getLogger(__name__)
+
+_TMP_SUFFIX = ".tmp"
+_DELETE = None  # pending-operation marker for a removal
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemStore(Store, QuerySource, schemes=("file",)):
+    """Save and load objects as pickle files in a directory.
+
+    Args:
+        directory: the store directory (a path or ``file://`` URL); created if missing.
+        idfactory: issues ids; by default ``ClassName.N`` ids numbered by the
+            counter in ``DIR/.typedstore/next_id``.
+        protocol: pickle protocol of new records.
+        durable: fsync files and the directory on commit (default). Without it a
+            killed process still never leaves a torn record, but a power loss
+            may lose the last commits.
+        allowed_classes: an allow-list of ``module.Class`` names (or ``module.*``)
+            that records may name; ``None`` allows every class.
+        row_model: a row model (as for ``SqlStore``): its extracted fields are
+            validated on save and kept in the sidecar index, which answers
+            :meth:`query` without unpickling records.
+        extra_fields: GC3Pie-style ``{Column: extractor}``, indexed leniently.
+        **extra: accepted and ignored, for compatibility with ``SqlStore``.
+
+    Attributes:
+        directory (Path): the store directory.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | StoreUrl = "~/.typedstore/jobs",
+        idfactory: IdFactory | None = None,
+        protocol: int = DEFAULT_PROTOCOL,
+        durable: bool = True,
+        allowed_classes: Any = None,
+        row_model: Any = None,
+        extra_fields: Any = None,
+        **extra: Any,
+    ) -> None:
+        url = parse_store_url(directory)
+        if url.scheme != "file":
+            raise StoreError(f"FilesystemStore needs a directory, got {url}")
+        self.directory = Path(url.target)
+        self._meta = self.directory / FILESTORE_META_DIR
+        self._meta.mkdir(parents=True, exist_ok=True)
+        self._durable = durable
+        self._commit_lock = FileLock(str(self._meta / "commit.lock"), timeout=ID_LOCK_TIMEOUT)
+        self._tmp_counter = itertools.count()
+        self._pending: dict[Any, tuple[bytes, dict[str, Any]] | None] = {}
+        super().__init__(url, idfactory, protocol, allowed_classes)
+        self.row_model = row_model
+        self.index = FileIndex(self._meta / "index.db", row_model, extra_fields)
+        self.table = self.index.table
+        self.idfactory.bind_sequence(FileCounter(self._meta / "next_id", self._largest_id_plus_one))
+        if extra:
+            log.debug("%s: ignoring arguments %s", self._describe(), sorted(extra))
+        self._recover_journal()
+
+    # ------------------------------------------------------------ ids and paths
+
+    def _largest_id_plus_one(self) -> int:
+        largest = 0
+        for name in self._record_names():
+            try:
+                largest = max(largest, Id.parse(name)._seqno)
+            except ValueError:
+                if name.isdigit():
+                    largest = max(largest, int(name))
+        return largest + 1
+
+    def _coerce_id(self, id_: Any) -> Any:
+        text = str(id_)
+        if (not text or text.startswith(".") or "/" in text or os.sep in text or "\0" in text
+                or text.endswith((BACKUP_SUFFIX, _TMP_SUFFIX))):
+            raise NotFoundError(f"{self._describe()}: {text!r} is not a valid record id", id_)
+        if isinstance(id_, str) and not isinstance(id_, Id):
+            try:
+                return Id.parse(text)
+            except ValueError:
+                return text
+        return id_
+
+    def _path(self, id_: Any) -> Path:
+        return self.directory / str(id_)
+
+    def _record_names(self) -> list[str]:
+        names = []
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                if name.endswith(BACKUP_SUFFIX):
+                    # A backup whose record is missing stands for the record.
+                    name = name[: -len(BACKUP_SUFFIX)]
+                    if (self.directory / name).exists():
+                        continue
+                names.append(name)
+        return names
+
+    # ------------------------------------------------------------ reading
+
+    def _read(self, id_: Any) -> tuple[bytes, int | None]:
+        if id_ in self._pending:
+            pending = self._pending[id_]
+            if pending is _DELETE:
+                raise NotFoundError(f"{self._describe()}: no record {id_}", id_)
+            return pending[0], None
+        path = self._path(id_)
+        for candidate in (path, path.with_name(path.name + BACKUP_SUFFIX)):
+            try:
+                return candidate.read_bytes(), None
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise LoadError(f"{self._describe()}: cannot read {candidate}: {exc}", id_) \
+                    from exc
+        raise NotFoundError(f"{self._describe()}: no record {id_}", id_)
+
+    def _exists(self, id_: Any) -> bool:
+        if id_ in self._pending:
+            return self._pending[id_] is not _DELETE
+        path = self._path(id_)
+        return path.exists() or path.with_name(path.name + BACKUP_SUFFIX).exists()
+
+    def _ids(self) -> list[Any]:
+        ids = {self._coerce_id(name) for name in self._record_names()}
+        for id_, payload in self._pending.items():
+            if payload is _DELETE:
+                ids.discard(id_)
+            else:
+                ids.add(id_)
+        return sorted(ids, key=_sort_key)
+
+    # ------------------------------------------------------------ writing
+
+    def _begin(self) -> None:
+        self._pending.clear()
+
+    def _write(
+        self, id_: Any, obj: Any, payload: bytes, *, new: bool, expected: int | None,
+        must_exist: bool,
+    ) -> int | None:
+        if must_exist and not self._exists(id_):
+            raise NotFoundError(f"{self._describe()}: no record {id_} to replace", id_)
+        self._pending[id_] = (payload, self.index.values(obj, id_))
+        return None
+
+    def _delete(self, id_: Any) -> None:
+        if not self._exists(id_):
+            raise NotFoundError(f"{self._describe()}: no record {id_} to remove", id_)
+        self._pending[id_] = _DELETE
+
+    def _rollback(self) -> None:
+        self._pending.clear()
+
+    def _temp_path(self, id_: Any) -> Path:
+        return self.directory / f".{id_}.{os.getpid()}.{next(self._tmp_counter)}{_TMP_SUFFIX}"
+
+    def _write_temp(self, id_: Any, payload: bytes) -> tuple[Path, Stat]:
+        tmp = self._temp_path(id_)
+        with open(tmp, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            if self._durable:
+                os.fsync(stream.fileno())
+            st = file_identity(os.fstat(stream.fileno()))
+        return tmp, st
+
+    def _commit(self) -> None:
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        staged: list[tuple[str, str | None]] = []  # (record name, temp name or None=delete)
+        index_rows: list[tuple[str, dict[str, Any], Stat]] = []
+        try:
+            for id_, entry in pending.items():
+                if entry is _DELETE:
+                    staged.append((str(id_), None))
+                    continue
+                payload, values = entry
+                tmp, st = self._write_temp(id_, payload)
+                staged.append((str(id_), tmp.name))
+                index_rows.append((str(id_), values, st))
+        except BaseException:
+            for _, tmp_name in staged:
+                if tmp_name is not None:
+                    _unlink(self.directory / tmp_name)
+            raise
+        deletes = [name for name, tmp_name in staged if tmp_name is None]
+        with self._commit_lock:
+            self.index.stage(index_rows, deletes)
+            if len(staged) == 1:
+                self._apply(staged)
+            else:
+                journal = self._meta / "journal"
+                tmp_journal = self._meta / f"journal.{os.getpid()}{_TMP_SUFFIX}"
+                with open(tmp_journal, "w") as stream:
+                    json.dump(staged, stream)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                os.replace(tmp_journal, journal)
+                if self._durable:
+                    _fsync_dir(self._meta)
+                self._apply(staged)
+                journal.unlink()
+            if self._durable:
+                _fsync_dir(self.directory)
+            self.index.settle([name for name, _, _ in index_rows], deletes)
+
+    def _apply(self, staged: list[tuple[str, str | None]]) -> None:
+        """Rename temporaries over records and delete removed ones (idempotent)."""
+        for name, tmp in staged:
+            target = self.directory / name
+            if tmp is not None:
+                try:
+                    os.replace(self.directory / tmp, target)
+                except FileNotFoundError:
+                    if not target.exists():
+                        raise
+                    # Already applied by an earlier, interrupted recovery.
+            else:
+                _unlink(target)
+            _unlink(target.with_name(name + BACKUP_SUFFIX))
+
+    # ------------------------------------------------------------ queries
+
+    def query(self, *conditions: Any, **equal: Any) -> Query:
+        """Rows of the sidecar index matching the conditions (as ``SqlStore.query``).
+
+        Row ``id`` values are the record ids as strings. The index is first
+        brought in line with the files (pending rows checked, unindexed
+        files indexed: see :mod:`typedstore.fileindex`).
+        """
+        with self._lock, self._commit_lock:
+            self.index.refresh(self.directory, self._record_names, self._extract)
+        return Query(self, conditions, equal)
+
+    def _extract(self, name: str) -> dict[str, Any] | None:
+        try:
+            obj = self.load(name)
+            return self.index.values(obj, name)
+        except StoreError as exc:
+            log.error("%s: record %s cannot be indexed: %s", self._describe(), name, exc)
+            return None
+
+    def _query_connection(self) -> sa.Connection:
+        return self.index.engine.connect()
+
+    def _default_order(self) -> list[Any]:
+        return [self.table.c._seqno, self.table.c.id]
+
+    def _object_columns(self) -> list[Any]:
+        return [self.table.c.id]
+
+    def _load_rows(self, rows: Any) -> Any:
+        for (id_,) in rows:
+            try:
+                yield self.load(id_)
+            except NotFoundError:
+                continue  # removed since the query ran
+
+    def close(self) -> None:
+        self.index.close()
+
+    def _recover_journal(self) -> None:
+        journal = self._meta / "journal"
+        if not journal.exists():
+            return
+        with self._commit_lock:
+            try:
+                staged = json.loads(journal.read_text())
+            except FileNotFoundError:
+                return
+            log.warning("%s: finishing a transaction interrupted by a crash (%d records)",
+                        self._describe(), len(staged))
+            self._apply([(name, tmp) for name, tmp in staged])
+            _fsync_dir(self.directory)
+            journal.unlink()
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _sort_key(id_: Any) -> tuple[str, int, str]:
+    if isinstance(id_, Id):
+        return (id_._prefix, id_._seqno, "")
+    return ("", -1, str(id_))
+
+
+def make_filesystemstore(url: str | os.PathLike[str], *args: Any, **kwargs: Any) -> FilesystemStore:
+    """Build a :class:`FilesystemStore` from a path or ``file://`` URL (GC3Pie's name)."""
+    return FilesystemStore(url, *args, **kwargs)

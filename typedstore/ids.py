@@ -1,0 +1,284 @@
+"""Object ids and the factories that issue them.
+
+Two id types exist, as in GC3Pie:
+
+* :class:`Id` -- a ``str`` of the form ``"PREFIX.N"`` (``"Application.12"``,
+  ``"job.3"``), used by the file store, whose records are files named by id;
+* :class:`IntId` -- an ``int``, used by the SQL store, whose ``id`` column is an
+  integer primary key.
+
+Both take the constructor signature ``(obj, prefix=None, seqno=None)`` that
+GC3Pie's :class:`IdFactory` calls, and both pickle the way GC3Pie's classes do
+(``__getnewargs__`` plus, for :class:`Id`, a ``_prefix``/``_seqno`` instance
+dict), so that pickles naming GC3Pie's classes can be rebuilt as these ones.
+
+Ids are *temporally unique*: a number is never issued twice, also across
+processes and program runs that share a store. An :class:`IdFactory` gets its
+numbers from a *sequence* (``next_id_fn``): each store binds its own durable
+sequence (a locked counter file in the store directory, or a counter row in
+the database) unless the caller supplied one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, SupportsIndex
+
+from filelock import FileLock
+
+from .defaults import ID_COUNTER_HOME_ENV, ID_LOCK_TIMEOUT
+
+#: A sequence hands out ``n`` fresh numbers: it returns either the first of
+#: ``n`` consecutive numbers or an iterable of ``n`` numbers.
+NextIdFn = Callable[[int], "int | Iterable[int]"]
+
+
+class Id(str):
+    """A string id ``"PREFIX.N"`` that orders by ``N`` within a prefix.
+
+    It equals and hashes like its string, so ids work as keys of dicts keyed by
+    ``str`` and in sets together with plain strings.
+
+    Attributes:
+        _prefix (str): the part before the last dot.
+        _seqno (int): the number after it.
+    """
+
+    _prefix: str
+    _seqno: int
+
+    def __new__(cls, obj: Any = None, prefix: str | None = None, seqno: int | None = None) -> Id:
+        if seqno is None:
+            if isinstance(obj, str) and prefix is None:
+                return cls.parse(obj)
+            raise TypeError("Id needs a seqno, or a single 'PREFIX.N' string")
+        if prefix is None:
+            prefix = type(obj).__name__
+        instance = super().__new__(cls, f"{prefix}.{int(seqno)}")
+        instance._prefix = prefix
+        instance._seqno = int(seqno)
+        return instance
+
+    @classmethod
+    def parse(cls, text: str) -> Id:
+        """Turn ``"PREFIX.N"`` into an :class:`Id`; raise ``ValueError`` otherwise."""
+        prefix, sep, number = str(text).rpartition(".")
+        if not sep or not number.isdigit():
+            raise ValueError(f"not an id of the form PREFIX.N: {text!r}")
+        return cls(None, prefix, int(number))
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return (None, self._prefix, self._seqno)
+
+    def _key(self) -> tuple[str, int]:
+        # Unpickled from a protocol-0/1 pickle the attributes arrive by state;
+        # fall back to parsing so an Id is always comparable.
+        try:
+            return (self._prefix, self._seqno)
+        except AttributeError:
+            prefix, _, number = str.rpartition(self, ".")
+            return (prefix, int(number) if number.isdigit() else -1)
+
+    @staticmethod
+    def _other_key(other: object) -> tuple[str, int] | None:
+        if isinstance(other, Id):
+            return other._key()
+        return None
+
+    def __lt__(self, other: object) -> bool:
+        key = self._other_key(other)
+        if key is None:
+            return str.__lt__(self, other)  # type: ignore[operator]
+        return self._key() < key
+
+    def __le__(self, other: object) -> bool:
+        key = self._other_key(other)
+        if key is None:
+            return str.__le__(self, other)  # type: ignore[operator]
+        return self._key() <= key
+
+    def __gt__(self, other: object) -> bool:
+        key = self._other_key(other)
+        if key is None:
+            return str.__gt__(self, other)  # type: ignore[operator]
+        return self._key() > key
+
+    def __ge__(self, other: object) -> bool:
+        key = self._other_key(other)
+        if key is None:
+            return str.__ge__(self, other)  # type: ignore[operator]
+        return self._key() >= key
+
+    # Equality and hashing stay those of str: Id("job.1") == "job.1".
+    __eq__ = str.__eq__
+    __hash__ = str.__hash__
+
+    def __repr__(self) -> str:
+        return f"Id({str.__repr__(self)})"
+
+
+class IntId(int):
+    """An integer id, as the SQL store's ``id`` column holds.
+
+    Accepts GC3Pie's factory signature ``IntId(obj, prefix, seqno)`` (the
+    prefix is ignored) as well as plain ``IntId(12)``.
+    """
+
+    def __new__(cls, obj: Any = None, prefix: str | None = None, seqno: int | None = None) -> IntId:
+        value = obj if seqno is None else seqno
+        if value is None:
+            raise TypeError("IntId needs a number")
+        return super().__new__(cls, value)
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return (None, None, int(self))
+
+    def __repr__(self) -> str:
+        return f"IntId({int(self)})"
+
+    def __str__(self) -> str:
+        return int.__repr__(self)
+
+
+def normalize_id(id_: Any) -> Id | IntId | Any:
+    """Return ``id_`` as the id type it spells: ``"job.3"`` -> Id, ``3`` -> IntId."""
+    if isinstance(id_, (Id, IntId)):
+        return id_
+    if isinstance(id_, SupportsIndex) and not isinstance(id_, (bool, str)):
+        return IntId(int(id_))
+    if isinstance(id_, str):
+        try:
+            return Id.parse(id_)
+        except ValueError:
+            return id_
+    return id_
+
+
+class FileCounter:
+    """A durable number sequence kept in one small file, guarded by a file lock.
+
+    The file holds the next free number as decimal text. Reserving takes the
+    lock, reads, writes the advanced value to a temporary file, fsyncs it and
+    renames it over the old one, so a crash never loses or rewinds the counter.
+
+    Attributes:
+        path (Path): the counter file.
+        floor_fn: called once, under the lock, when the file does not exist yet;
+            returns the smallest number that may be issued (for example one more
+            than the largest id already present in a store directory).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], floor_fn: Callable[[], int] | None = None):
+        self.path = Path(path)
+        self.floor_fn = floor_fn
+        self._lock = FileLock(str(self.path) + ".lock", timeout=ID_LOCK_TIMEOUT)
+        self._thread_lock = threading.Lock()
+
+    def __call__(self, n: int = 1) -> int:
+        """Reserve ``n`` consecutive numbers and return the first."""
+        if n < 1:
+            raise ValueError(f"cannot reserve {n} ids")
+        with self._thread_lock, self._lock:
+            try:
+                first = int(self.path.read_text().strip() or "1")
+            except FileNotFoundError:
+                first = max(1, self.floor_fn() if self.floor_fn else 1)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            with open(tmp, "w") as stream:
+                stream.write(f"{first + n}\n")
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(tmp, self.path)
+        return first
+
+
+def _home_counter() -> FileCounter:
+    home = Path(os.environ.get(ID_COUNTER_HOME_ENV, Path.home() / ".typedstore"))
+    home.mkdir(parents=True, exist_ok=True)
+    return FileCounter(home / "next_id")
+
+
+class IdFactory:
+    """Issue temporally unique ids of class ``id_class``.
+
+    Args:
+        prefix: the prefix of :class:`Id` values; ``None`` uses the class name
+            of the object the id is for (GC3Pie's default).
+        next_id_fn: the number sequence. ``None`` lets the store the factory is
+            given to bind its own durable sequence; a factory used outside any
+            store falls back to a counter file in ``~/.typedstore`` (or
+            ``$TYPEDSTORE_HOME``).
+        id_class: :class:`Id` (default) or :class:`IntId`, or any class taking
+            ``(obj, prefix=..., seqno=...)``.
+
+    ``reserve(n)`` pre-allocates ``n`` numbers in one call to the sequence;
+    ``new(obj)`` uses reserved numbers first.
+    """
+
+    def __init__(
+        self,
+        prefix: str | None = None,
+        next_id_fn: NextIdFn | None = None,
+        id_class: type[Any] = Id,
+    ) -> None:
+        self._prefix = prefix
+        self._next_id_fn = next_id_fn
+        self._id_class = id_class
+        self._pool: list[int] = []
+        self._lock = threading.Lock()
+
+    @property
+    def id_class(self) -> type[Any]:
+        return self._id_class
+
+    @property
+    def has_sequence(self) -> bool:
+        """True if a sequence was given or bound."""
+        return self._next_id_fn is not None
+
+    def bind_sequence(self, next_id_fn: NextIdFn) -> None:
+        """Use ``next_id_fn`` unless the factory already has a sequence."""
+        with self._lock:
+            if self._next_id_fn is None:
+                self._next_id_fn = next_id_fn
+
+    def discard_reserved(self) -> None:
+        """Forget reserved numbers (they are never issued; gaps are harmless)."""
+        with self._lock:
+            self._pool.clear()
+
+    def _take(self, n: int) -> list[int]:
+        if self._next_id_fn is None:
+            self._next_id_fn = _home_counter()
+        got = self._next_id_fn(n)
+        numbers = list(range(got, got + n)) if isinstance(got, int) else [int(x) for x in got]
+        if len(numbers) != n:
+            raise ValueError(f"id sequence returned {len(numbers)} numbers, {n} were asked")
+        return numbers
+
+    def reserve(self, n: int) -> None:
+        """Pre-allocate ``n`` ids with one call to the sequence."""
+        if n < 1:
+            return
+        with self._lock:
+            numbers = self._take(n)
+            # Pop from the end: keep the smallest number last.
+            self._pool[:0] = reversed(numbers)
+
+    def new(self, obj: Any) -> Any:
+        """Return a new id for ``obj``."""
+        with self._lock:
+            if not self._pool:
+                self._pool.extend(reversed(self._take(1)))
+            seqno = self._pool.pop()
+        return self._id_class(obj, prefix=self._prefix, seqno=seqno)
+
+
+class JobIdFactory(IdFactory):
+    """An :class:`IdFactory` whose ids read ``job.N``."""
+
+    def __init__(self, next_id_fn: NextIdFn | None = None, id_class: type[Any] = Id) -> None:
+        super().__init__(prefix="job", next_id_fn=next_id_fn, id_class=id_class)

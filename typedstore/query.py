@@ -1,0 +1,208 @@
+"""Typed queries over a store's rows.
+
+``store.query(JobRow.state == "RUNNING", JobRow.cores > 8)`` builds a
+:class:`Query`: conditions are SQLAlchemy expressions written with the row
+model's own attributes (or ``column=value`` keywords). Columns are matched to
+the store's table by name, so a row model declared for one table queries any
+store built from it. A query can return:
+
+* row-model instances (iterating the query, :meth:`Query.rows`, :meth:`Query.first`),
+  without unpickling anything;
+* SQLAlchemy ``Row`` tuples (:meth:`Query.tuples`), the cheapest form;
+* the loaded objects (:meth:`Query.objects`), through the store's identity map;
+* ids (:meth:`Query.ids`) or a count (:meth:`Query.count`).
+
+Results stream: rows are fetched :data:`~typedstore.defaults.STREAM_BATCH_SIZE`
+at a time (server-side cursors on PostgreSQL and MySQL), so iterating a query
+of any size keeps memory flat.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql import visitors
+from sqlmodel import SQLModel
+
+from .defaults import STREAM_BATCH_SIZE
+from .rows import StoreRow
+
+
+class QuerySource:
+    """What a store provides to run queries (mixed into stores that answer them).
+
+    Attributes:
+        table (sqlalchemy.Table): the table the rows are in.
+        row_model: the SQLModel class rows are returned as (``None``: StoreRow).
+    """
+
+    table: sa.Table
+    row_model: type[SQLModel] | None
+
+    @abstractmethod
+    def _query_connection(self) -> sa.Connection:
+        """A connection to run a query on; the query closes it."""
+
+    def _object_columns(self) -> Sequence[sa.ColumnElement[Any]]:
+        """Columns :meth:`_load_rows` needs to turn rows into objects."""
+        c = self.table.c
+        return [c.id, c.data, c.version if "version" in c else sa.null()]
+
+    @abstractmethod
+    def _load_rows(self, rows: Iterable[Any]) -> Iterator[Any]:
+        """Objects for rows of :meth:`_object_columns`."""
+
+    def _default_order(self) -> list[Any]:
+        """Ordering of queries that name none: by id."""
+        return [self.table.c.id]
+
+    def _result_columns(self) -> list[sa.Column[Any]]:
+        """Columns of returned rows: all but the payload and internal ``_`` columns."""
+        return [c for c in self.table.columns if c.name != "data" and not c.name.startswith("_")]
+
+
+class Query:
+    """A lazily run query; every refining method returns a new query.
+
+    Attributes:
+        source: the store queried.
+    """
+
+    def __init__(
+        self,
+        source: QuerySource,
+        conditions: Iterable[Any] = (),
+        equal: Mapping[str, Any] | None = None,
+        order: Sequence[Any] = (),
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.source = source
+        table = source.table
+        where = [_adapt(cond, table) for cond in conditions]
+        for name, value in (equal or {}).items():
+            where.append(_column(table, name) == value)
+        self._where = where
+        self._order = [_adapt(_as_column(table, o), table) for o in order]
+        self._limit = limit
+        self._offset = offset
+
+    def _copy(self, **changes: Any) -> Query:
+        query = Query.__new__(Query)
+        query.__dict__.update(self.__dict__)
+        query.__dict__.update(changes)
+        return query
+
+    # ------------------------------------------------------------ refining
+
+    def where(self, *conditions: Any, **equal: Any) -> Query:
+        """This query with more conditions (all must hold)."""
+        extra = Query(self.source, conditions, equal)._where
+        return self._copy(_where=[*self._where, *extra])
+
+    def order_by(self, *columns: Any) -> Query:
+        """Order by columns (``JobRow.cores``, ``JobRow.cores.desc()`` or names)."""
+        table = self.source.table
+        return self._copy(_order=[_adapt(_as_column(table, c), table) for c in columns])
+
+    def limit(self, n: int | None) -> Query:
+        return self._copy(_limit=n)
+
+    def offset(self, n: int | None) -> Query:
+        return self._copy(_offset=n)
+
+    # ------------------------------------------------------------ running
+
+    def _select(self, columns: Sequence[Any]) -> sa.Select[Any]:
+        stmt = sa.select(*columns).where(*self._where)
+        order = self._order or self.source._default_order()
+        stmt = stmt.order_by(*order)
+        if self._limit is not None:
+            stmt = stmt.limit(self._limit)
+        if self._offset is not None:
+            stmt = stmt.offset(self._offset)
+        return stmt
+
+    def _stream(self, columns: Sequence[Any]) -> Iterator[Any]:
+        conn = self.source._query_connection()
+        try:
+            result = conn.execution_options(yield_per=STREAM_BATCH_SIZE).execute(
+                self._select(columns)
+            )
+            yield from result
+        finally:
+            conn.close()
+
+    def tuples(self) -> Iterator[sa.Row[Any]]:
+        """Stream SQLAlchemy rows (attribute access by column name), ``data`` left out."""
+        return self._stream(self.source._result_columns())
+
+    def __iter__(self) -> Iterator[Any]:
+        """Stream row-model instances (``data`` is None: nothing is unpickled)."""
+        model: Any = self.source.row_model or StoreRow
+        construct = model.model_construct
+        for row in self.tuples():
+            yield construct(**row._mapping)
+
+    def rows(self) -> list[Any]:
+        """All matching rows as row-model instances."""
+        return list(self)
+
+    def first(self) -> Any | None:
+        """The first matching row, or ``None``."""
+        for row in self.limit(1):
+            return row
+        return None
+
+    def objects(self) -> Iterator[Any]:
+        """Stream the stored objects of the matching rows (loaded through the identity map)."""
+        return self.source._load_rows(self._stream(self.source._object_columns()))
+
+    def ids(self) -> list[Any]:
+        """The ids of the matching rows."""
+        from .ids import IntId, normalize_id
+
+        return [IntId(r[0]) if isinstance(r[0], int) else normalize_id(r[0])
+                for r in self._stream([self.source.table.c.id])]
+
+    def count(self) -> int:
+        """How many rows match (ignores ordering; honours limit and offset)."""
+        inner = self._select([self.source.table.c.id]).order_by(None).subquery()
+        with self.source._query_connection() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one())
+
+    def __repr__(self) -> str:
+        return f"<Query {self._select(self.source._result_columns())}>"
+
+
+def _column(table: sa.Table, name: str) -> sa.Column[Any]:
+    try:
+        return table.c[name]
+    except KeyError:
+        raise ValueError(
+            f"table {table.name!r} has no column {name!r}; columns: {', '.join(table.c.keys())}"
+        ) from None
+
+
+def _as_column(table: sa.Table, item: Any) -> Any:
+    return _column(table, item) if isinstance(item, str) else item
+
+
+def _adapt(expression: Any, table: sa.Table) -> Any:
+    """Rewrite columns of other tables (a row model's own) to ``table``'s, by name."""
+    if hasattr(expression, "__clause_element__"):
+        expression = expression.__clause_element__()
+    if not isinstance(expression, sa.ClauseElement):
+        raise TypeError(
+            f"query conditions are SQL expressions such as JobRow.cores > 8, got {expression!r}"
+        )
+
+    def replace(elem: Any) -> Any:
+        if isinstance(elem, sa.Column) and elem.table is not table:
+            return _column(table, elem.name)
+        return None
+
+    return visitors.replacement_traverse(expression, {}, replace)  # type: ignore[call-overload]

@@ -1,0 +1,327 @@
+"""Pickling with external references, and the loading side with class mapping.
+
+This module knows nothing of SQL or files. A store hands :func:`dumps` a
+callback that turns a referenced :class:`Persistable` into its id (saving it
+first, when needed) and hands :func:`loads` a callback that turns an id back
+into an object (through the store's identity map). The pickle then holds the
+id as a *persistent id* (pickle's ``BINPERSID``), the same encoding GC3Pie
+uses, so one copy of a shared object is stored and shared references, cycles
+included, are restored on load.
+
+Speed: a pickler with a ``persistent_id`` hook pays a Python call for *every*
+object it writes (each float, each string). Most job objects reference no
+other Persistable, so :func:`dumps` first pickles with ``reducer_override``,
+which CPython calls only for non-builtin objects, and only if that pass meets
+a reference does it pickle again with the ``persistent_id`` hook. Both passes
+give the same bytes a plain pickle would when there are no references.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .defaults import DEFAULT_PROTOCOL
+from .errors import LoadError, UnsafeLoadError
+
+__all__ = [
+    "DEFAULT_PROTOCOL",
+    "Persistable",
+    "dumps",
+    "is_external",
+    "loads",
+    "register_class_alias",
+]
+
+log = logging.getLogger(__name__)
+
+
+class _CreationWatch(threading.local):
+    """Per thread: one slot per load in progress, for the first Persistable it creates."""
+
+    def __init__(self) -> None:
+        self.slots: list[list[Any]] = []
+
+
+_watch = _CreationWatch()
+
+
+class Persistable:
+    """Mix-in marking objects that are stored as records of their own.
+
+    When an object holding a reference to a Persistable is saved, the
+    Persistable is saved as its own record (if it has no id yet, or its
+    ``changed`` flag is true) and the container's pickle holds only its id.
+    Loading the container loads the Persistable through the store, so every
+    holder of it gets the same object.
+
+    Attributes:
+        persistent_id: the id under which the object is stored; set by the
+            store on save. Do not set it yourself.
+        changed (bool): true when the object differs from its stored copy.
+            Assigning any public attribute sets it; the store clears it after a
+            save. Set it yourself after changing a nested value in place
+            (``job.args.append(...)``) so that saving a container rewrites it.
+
+    Two Persistables are equal when they have the same ``persistent_id``; ones
+    without an id are equal only to themselves. Hashing is by identity, so an
+    object keeps its hash when it gets an id.
+    """
+
+    changed = True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__new__(cls)
+        slots = _watch.slots
+        if slots and not slots[-1]:
+            # The first Persistable created while a record is unpickled is that
+            # record's root: remember it so a cycle back to it can be closed.
+            slots[-1].append(obj)
+        return obj
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if not name.startswith("_") and name not in ("changed", "persistent_id"):
+            object.__setattr__(self, "changed", True)
+
+    def __eq__(self, other: object) -> bool:
+        try:
+            return bool(self.persistent_id == other.persistent_id)  # type: ignore[attr-defined]
+        except AttributeError:
+            return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = object.__hash__
+
+    def __str__(self) -> str:
+        pid = getattr(self, "persistent_id", None)
+        return str(pid) if pid is not None else object.__repr__(self)
+
+
+def is_external(obj: Any) -> bool:
+    """True if ``obj`` is stored as a record of its own when referenced."""
+    return isinstance(obj, Persistable) or (
+        not isinstance(obj, type) and hasattr(obj, "persistent_id")
+    )
+
+
+# ---------------------------------------------------------------- pickling
+
+
+class _FoundReference(Exception):
+    """Raised by the probe pass when the object graph references a Persistable."""
+
+
+class _ProbePickler(pickle.Pickler):
+    """Pickles normally, but stops at the first external reference."""
+
+    root: Any = None
+
+    def reducer_override(self, obj: Any) -> Any:
+        if obj is not self.root and is_external(obj):
+            raise _FoundReference
+        return NotImplemented
+
+
+class _ReferencePickler(pickle.Pickler):
+    """Pickles external references as persistent ids obtained from a callback."""
+
+    root: Any = None
+    on_reference: Callable[[Any], Any]
+
+    def persistent_id(self, obj: Any) -> Any:
+        if obj is self.root or not is_external(obj):
+            return None
+        return self.on_reference(obj)
+
+
+def dumps(
+    obj: Any, on_reference: Callable[[Any], Any], protocol: int = DEFAULT_PROTOCOL
+) -> bytes:
+    """Pickle ``obj``; every other Persistable it reaches becomes ``on_reference(it)``.
+
+    ``on_reference`` must return the referenced object's id (saving it first
+    if needed). Raises whatever pickling raises (``pickle.PicklingError``,
+    ``TypeError``, ``AttributeError``) for objects that cannot be pickled.
+    """
+    buffer = io.BytesIO()
+    probe = _ProbePickler(buffer, protocol)
+    probe.root = obj
+    try:
+        probe.dump(obj)
+        return buffer.getvalue()
+    except _FoundReference:
+        pass
+    buffer = io.BytesIO()
+    pickler = _ReferencePickler(buffer, protocol)
+    pickler.root = obj
+    pickler.on_reference = on_reference
+    pickler.dump(obj)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- loading
+
+#: Classes pickled under another name: ``(module, name) -> (module, name)``.
+#: Pre-filled with GC3Pie's classes so its stores load without gc3libs.
+_CLASS_ALIASES: dict[tuple[str, str], tuple[str, str]] = {
+    ("gc3libs.persistence.idfactory", "Id"): ("typedstore.ids", "Id"),
+    ("gc3libs.persistence.sql", "IntId"): ("typedstore.ids", "IntId"),
+    ("gc3libs.persistence.serialization", "Persistable"): (
+        "typedstore.serialization",
+        "Persistable",
+    ),
+    ("gc3libs.persistence", "Persistable"): ("typedstore.serialization", "Persistable"),
+    ("gc3libs.persistence", "Id"): ("typedstore.ids", "Id"),
+}
+
+
+def _split(dotted: str) -> tuple[str, str]:
+    module, sep, name = dotted.rpartition(":") if ":" in dotted else dotted.rpartition(".")
+    if not sep or not module or not name:
+        raise ValueError(f"expected 'module.ClassName' or 'module:ClassName', got {dotted!r}")
+    return module, name
+
+
+def register_class_alias(old: str, new: str | type) -> None:
+    """Load records that name class ``old`` (``"pkg.module.Class"``) as ``new``.
+
+    Use it after renaming or moving a class: old records keep loading. ``new``
+    is a class or its dotted name.
+    """
+    target = (new.__module__, new.__qualname__) if isinstance(new, type) else _split(new)
+    _CLASS_ALIASES[_split(old)] = target
+
+
+#: Decides whether a record may name a class: ``(module, name) -> bool``.
+AllowFn = Callable[[str, str], bool]
+
+
+def allow_list(names: Iterable[str]) -> AllowFn:
+    """An :data:`AllowFn` permitting the listed ``module.Class`` names and whole
+    modules (``"mypackage.jobs.*"``), plus the builtins pickle needs for plain data."""
+    exact: set[tuple[str, str]] = set()
+    modules: set[str] = {"builtins", "copyreg", "collections", "datetime", "decimal"}
+    for entry in names:
+        if entry.endswith(".*"):
+            modules.add(entry[:-2])
+        else:
+            exact.add(_split(entry))
+    exact |= set(_CLASS_ALIASES.values())
+
+    def allowed(module: str, name: str) -> bool:
+        if (module, name) in exact or module in modules:
+            return not (module == "builtins" and name in _DANGEROUS_BUILTINS)
+        return False
+
+    return allowed
+
+
+_DANGEROUS_BUILTINS = frozenset(
+    {"eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "__import__",
+     "globals", "locals", "vars", "input", "breakpoint"}
+)
+
+
+class _Unpickler(pickle.Unpickler):
+    resolve: Callable[[Any], Any]
+    allow: AllowFn | None = None
+    record_id: Any = None
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self.resolve(pid)
+
+    def find_class(self, module: str, name: str) -> Any:
+        module, name = _CLASS_ALIASES.get((module, name), (module, name))
+        if self.allow is not None and not self.allow(module, name):
+            raise UnsafeLoadError(
+                f"record {self.record_id}: class {module}.{name} is not allowed by this "
+                "store's allow-list",
+                self.record_id,
+                f"{module}.{name}",
+            )
+        return super().find_class(module, name)
+
+
+class _LoadFrame:
+    """Bookkeeping of one record being unpickled, for closing reference cycles."""
+
+    __slots__ = ("handed_out", "slot")
+
+    def __init__(self) -> None:
+        self.slot: list[Any] = []
+        self.handed_out = False
+
+
+_frames: dict[tuple[int, Any], _LoadFrame] = {}
+_frames_lock = threading.Lock()
+
+
+def loads(
+    data: bytes,
+    resolve: Callable[[Any], Any],
+    record_id: Any = None,
+    allow: AllowFn | None = None,
+    owner: object = None,
+) -> Any:
+    """Unpickle ``data``; each persistent id ``pid`` in it becomes ``resolve(pid)``.
+
+    ``record_id`` and ``owner`` (the store) identify the record so that a
+    reference cycle leading back to it (A -> B -> A) resolves to the object
+    being built; :func:`in_progress` answers that question for ``resolve``.
+    Raises :class:`LoadError` (naming ``record_id``) if the payload is not a
+    valid pickle or names a class that cannot be imported, and
+    :class:`UnsafeLoadError` if ``allow`` refuses a class.
+    """
+    unpickler = _Unpickler(io.BytesIO(data))
+    unpickler.resolve = resolve
+    unpickler.allow = allow
+    unpickler.record_id = record_id
+    key = (id(owner), record_id)
+    frame = _LoadFrame()
+    with _frames_lock:
+        _frames[key] = frame
+    _watch.slots.append(frame.slot)
+    try:
+        result = unpickler.load()
+    except (LoadError, RecursionError):
+        raise
+    except Exception as exc:  # pickle raises many types; name the record in one
+        raise LoadError(
+            f"record {record_id}: cannot unpickle payload: {type(exc).__name__}: {exc}",
+            record_id,
+        ) from exc
+    finally:
+        _watch.slots.pop()
+        with _frames_lock:
+            _frames.pop(key, None)
+    if frame.handed_out and (not frame.slot or frame.slot[0] is not result):
+        raise LoadError(
+            f"record {record_id}: a reference cycle leads back to it, but its root is not "
+            "a Persistable created by unpickling, so the cycle cannot be restored",
+            record_id,
+        )
+    return result
+
+
+def in_progress(owner: object, record_id: Any) -> tuple[bool, Any]:
+    """If ``record_id`` of ``owner`` is being unpickled, return ``(True, its root)``.
+
+    The root is the object under construction (its state may be incomplete);
+    returns ``(True, None)`` if the root has not been created yet and
+    ``(False, None)`` if the record is not being loaded.
+    """
+    with _frames_lock:
+        frame = _frames.get((id(owner), record_id))
+    if frame is None:
+        return False, None
+    if frame.slot:
+        frame.handed_out = True
+        return True, frame.slot[0]
+    return True, None

@@ -1,0 +1,440 @@
+"""SqlStore: objects as rows of a SQL table, on SQLite, PostgreSQL and MySQL/MariaDB.
+
+Each record is one row: ``id`` (integer primary key), ``data`` (the pickle),
+``state`` and the row model's extracted columns, and the bookkeeping columns
+``version`` and ``updated_at``.
+
+How a save runs: the object is pickled (children first, in the same
+transaction), its row values are extracted and validated, and one statement
+writes the row -- ``INSERT`` for a new id, ``UPDATE ... WHERE id AND version``
+for an object this store read (0 rows matched means someone else wrote it:
+:class:`ConflictError`), an upsert otherwise. Statements are precompiled
+(:mod:`typedstore.statements`) and run on a driver connection the store keeps
+in autocommit mode. A transaction that writes only one statement runs it
+alone, which the database makes atomic by itself: one round trip. A second
+statement opens a real transaction (``BEGIN IMMEDIATE`` on SQLite, to take the
+write lock up front) and replays the first in it.
+
+Ids: a small counter table (``typedstore_ids``) holds the next free id of each
+store table; a process takes a block of ids at once
+(:data:`~typedstore.defaults.ID_BLOCK_SIZE`), so most saves cost no extra
+round trip, and ids stay unique across processes and hosts and are never
+reused (numbers of a block left unused are gaps).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+from .defaults import DEFAULT_PROTOCOL, DEFAULT_TABLE, ID_BLOCK_SIZE
+from .engine import create_store_engine, is_sqlite
+from .errors import ConflictError, LoadError, NotFoundError, SchemaError, StoreError
+from .ids import IdFactory, IntId
+from .query import Query, QuerySource
+from .rows import RowBuilder, now
+from .schema import check_columns, create_tables, inspect_table
+from .statements import Compiled, RecordStatements
+from .store import Store
+from .tables import build_table, counter_table, new_metadata
+from .urls import StoreUrl, parse_store_url, redact
+
+log = logging.getLogger(__name__)
+
+_Check = Callable[[int], None]
+
+
+class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "mariadb")):
+    """Save, load and query objects as rows of a SQL table.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///jobs.db``, ``sqlite://`` in memory,
+            ``postgresql+psycopg://...``, ``mysql+pymysql://...``), optionally
+            with ``#table=NAME``.
+        table_name: the table; wins over ``#table=``; default the row model's
+            ``__tablename__``, else ``store``.
+        idfactory: an :class:`IdFactory` issuing :class:`IntId` values; by
+            default ids come from the database's counter table.
+        extra_fields: GC3Pie's ``{sqlalchemy.Column: extractor}``; extractor
+            errors leave the column NULL (logged).
+        create: create missing tables; with ``False`` the store never writes schema.
+        row_model: a SQLModel table class derived from :class:`StoreRow` whose
+            extracted fields become typed, validated columns.
+        protocol: pickle protocol of new records.
+        allowed_classes: allow-list of classes records may name (``None``: any).
+        engine_options: extra ``sqlalchemy.create_engine`` arguments.
+        **extra: accepted and ignored, for compatibility with ``FilesystemStore``.
+
+    Attributes:
+        engine (sqlalchemy.Engine): the store's engine.
+        table (sqlalchemy.Table): the record table as this store uses it.
+        row_model: the row model (``None`` for the base columns only).
+    """
+
+    def __init__(
+        self,
+        url: str | StoreUrl,
+        table_name: str | None = None,
+        idfactory: IdFactory | None = None,
+        extra_fields: Mapping[sa.Column[Any], Callable[[Any], Any]] | None = None,
+        create: bool = True,
+        row_model: type[SQLModel] | None = None,
+        protocol: int = DEFAULT_PROTOCOL,
+        allowed_classes: Any = None,
+        engine_options: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
+        parsed = parse_store_url(url)
+        if parsed.scheme == "file":
+            raise StoreError(f"SqlStore needs a SQLAlchemy URL, got the path {parsed}")
+        super().__init__(parsed, idfactory, protocol, allowed_classes)
+        if extra:
+            log.debug("%s: ignoring arguments %s", parsed, sorted(extra))
+        if self.idfactory.id_class is not IntId and not issubclass(self.idfactory.id_class, int):
+            raise StoreError(f"{parsed}: SqlStore needs integer ids (IdFactory(id_class=IntId))")
+        self.row_model = row_model
+        self.table_name = (
+            table_name or parsed.table or getattr(row_model, "__tablename__", None)
+            or DEFAULT_TABLE
+        )
+        self.engine = create_store_engine(parsed.target, **dict(engine_options or {}))
+        self._sqlite = is_sqlite(self.engine)
+        metadata = new_metadata()
+        wanted = build_table(self.table_name, metadata, row_model, extra_fields)
+        self._counter = counter_table(metadata)
+        with self.engine.connect() as conn:
+            state = inspect_table(conn, self.table_name)
+            counter_exists = inspect_table(conn, self._counter.name).exists
+        if not state.exists or not counter_exists:
+            if not create:
+                if not state.exists:
+                    raise SchemaError(
+                        f"{parsed}: table {self.table_name!r} does not exist and create=False",
+                        table=self.table_name,
+                    )
+            else:
+                missing = [self._counter] if state.exists else [wanted, self._counter]
+                with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
+                        conn.begin():
+                    create_tables(conn, *missing)
+                with self.engine.connect() as conn:
+                    state = inspect_table(conn, self.table_name)
+        check_columns(wanted, state, parsed.original)
+        if state.legacy:
+            log.warning("%s: table %r has no typedstore bookkeeping columns (a GC3Pie table?); "
+                        "using it without version checks until it is upgraded",
+                        parsed, self.table_name)
+            self.table = build_table(self.table_name, new_metadata(), row_model, extra_fields,
+                                     bookkeeping=False, only=set(state.columns))
+        else:
+            self.table = wanted
+        self._rows = RowBuilder(self.table, row_model)
+        self._versioned = not state.legacy
+        self._stmts = RecordStatements(self.table, self.engine.dialect, self._rows.names,
+                                       self._versioned)
+        self._counter_sql = self._compile_counter()
+        self._conn: Any = None
+        self._cursor: Any = None
+        self._deferred: tuple[Compiled, Mapping[str, Any], _Check | None] | None = None
+        self._in_db_txn = False
+        self._block = range(0)
+        self.idfactory.bind_sequence(self._allocate_ids)
+
+    def _default_idfactory(self) -> IdFactory:
+        return IdFactory(id_class=IntId)
+
+    # ------------------------------------------------------------ connection
+
+    def _driver(self) -> Any:
+        """The store's own driver connection (autocommit), opened on first use."""
+        if self._conn is None or self._pid != os.getpid():
+            pooled = self.engine.raw_connection()
+            conn: Any = pooled.driver_connection
+            if not isinstance(self.engine.pool, sa.pool.StaticPool):
+                pooled.detach()  # ours alone: never handed to another pool user
+            if self._sqlite:
+                conn.isolation_level = None
+            elif self.engine.dialect.name == "postgresql":
+                conn.autocommit = True
+            else:
+                conn.autocommit(True)
+            self._conn = conn
+            self._cursor = conn.cursor()
+        return self._cursor
+
+    def _run(self, compiled: Compiled, values: Mapping[str, Any]) -> Any:
+        cursor = self._driver()
+        cursor.execute(compiled.sql, compiled.params(values))
+        return cursor
+
+    def _sql(self, text: str) -> None:
+        self._driver().execute(text)
+
+    # ------------------------------------------------------------ transactions
+
+    def _begin(self) -> None:
+        self._deferred = None
+        self._in_db_txn = False
+
+    def _open_db_txn(self) -> None:
+        """Start a real transaction and replay the deferred statement in it."""
+        if self._in_db_txn:
+            return
+        self._sql("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
+        self._in_db_txn = True
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            self._execute_now(*deferred)
+
+    def _execute_now(self, compiled: Compiled, values: Mapping[str, Any],
+                     check: _Check | None) -> None:
+        cursor = self._run(compiled, values)
+        if check is not None:
+            check(cursor.rowcount)
+
+    def _write_statement(self, compiled: Compiled, values: Mapping[str, Any],
+                         check: _Check | None = None) -> None:
+        if self._txn is None:
+            self._execute_now(compiled, values, check)
+        elif not self._in_db_txn and self._deferred is None:
+            self._deferred = (compiled, values, check)
+        else:
+            self._open_db_txn()
+            self._execute_now(compiled, values, check)
+
+    def _commit(self) -> None:
+        if self._in_db_txn:
+            self._sql("COMMIT")
+            self._in_db_txn = False
+        elif self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            self._execute_now(*deferred)
+
+    def _rollback(self) -> None:
+        self._deferred = None
+        self._block = range(0)
+        if self._in_db_txn:
+            self._in_db_txn = False
+            self._sql("ROLLBACK")
+
+    def _flush_for_read(self) -> None:
+        """Reads inside a transaction must see its deferred write."""
+        if self._deferred is not None:
+            self._open_db_txn()
+
+    # ------------------------------------------------------------ ids
+
+    def _compile_counter(self) -> dict[str, Compiled]:
+        c = self._counter.c
+        dialect = self.engine.dialect
+        types = {"name": c.table_name.type, "n": c.next_id.type, "first": c.next_id.type}
+        name = sa.bindparam("name", type_=c.table_name.type)
+        return {
+            "bump": Compiled(
+                self._counter.update().where(c.table_name == name)
+                .values(next_id=c.next_id + sa.bindparam("n", type_=c.next_id.type)),
+                dialect, types),
+            "get": Compiled(sa.select(c.next_id).where(c.table_name == name), dialect, types),
+            "init": Compiled(
+                self._counter.insert().values(table_name=name,
+                                              next_id=sa.bindparam("first", type_=c.next_id.type)),
+                dialect, types),
+            "max": Compiled(sa.select(sa.func.max(self.table.c.id)), dialect, types),
+        }
+
+    def _allocate_ids(self, n: int) -> int:
+        """The id sequence: ``n`` consecutive fresh ids, from the cached block when it has them."""
+        if len(self._block) < n:
+            # A short remainder is dropped: ids must be consecutive; gaps are harmless.
+            first = self._fetch_block(max(n, ID_BLOCK_SIZE))
+            self._block = range(first, first + max(n, ID_BLOCK_SIZE))
+        first = self._block[0]
+        self._block = self._block[n:]
+        return first
+
+    def _fetch_block(self, block: int) -> int:
+        """Take ``block`` ids from the counter table; return the first."""
+        if self._sqlite and self._txn is not None:
+            # SQLite has one writer at a time: a second connection would wait for
+            # our own transaction. Take the ids inside it; a rollback returns
+            # them to the counter, and _rollback drops the cached block.
+            self._open_db_txn()
+            return self._bump_counter(self._driver(), block)
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
+                conn.begin():
+            driver: Any = conn.connection.driver_connection
+            return self._bump_counter(driver.cursor(), block)
+
+    def _bump_counter(self, cursor: Any, n: int) -> int:
+        sql = self._counter_sql
+        values = {"name": self.table_name, "n": n}
+        cursor.execute(sql["bump"].sql, sql["bump"].params(values))
+        if cursor.rowcount == 0:
+            cursor.execute(sql["max"].sql, sql["max"].params({}))
+            largest = cursor.fetchone()[0] or 0
+            try:
+                cursor.execute(sql["init"].sql, sql["init"].params(
+                    {"name": self.table_name, "first": largest + 1 + n}))
+                return int(largest) + 1
+            except Exception as exc:  # another process created the row first
+                log.debug("counter row for %s created concurrently (%s); retrying",
+                          self.table_name, exc)
+                cursor.execute(sql["bump"].sql, sql["bump"].params(values))
+        cursor.execute(sql["get"].sql, sql["get"].params({"name": self.table_name}))
+        return int(cursor.fetchone()[0]) - n
+
+    def _coerce_id(self, id_: Any) -> Any:
+        if isinstance(id_, IntId):
+            return id_
+        try:
+            return IntId(int(id_))
+        except (TypeError, ValueError):
+            raise NotFoundError(
+                f"{self._describe()}: {id_!r} is not an id of this store (ids are integers)", id_
+            ) from None
+
+    def _describe(self) -> str:
+        assert self.url is not None
+        return f"{redact(self.url.target)}#table={self.table_name}"
+
+    # ------------------------------------------------------------ records
+
+    def _read(self, id_: Any) -> tuple[bytes, int | None]:
+        if self._txn is not None:
+            self._flush_for_read()
+        cursor = self._run(self._stmts.read, {"k_id": int(id_)})
+        row = cursor.fetchone()
+        if row is None:
+            raise NotFoundError(f"{self._describe()}: no record {id_}", id_)
+        data, version = row
+        if data is None:
+            raise LoadError(f"{self._describe()}: record {id_} has no data", id_)
+        return bytes(data), version
+
+    def _values(self, obj: Any, id_: Any, payload: bytes) -> dict[str, Any]:
+        values = dict(zip(self._rows.names, self._rows.values(obj, id_), strict=True))
+        values["data"] = payload
+        if self._versioned:
+            values["updated_at"] = now()
+        return values
+
+    def _write(
+        self, id_: Any, obj: Any, payload: bytes, *, new: bool, expected: int | None,
+        must_exist: bool,
+    ) -> int | None:
+        values = self._values(obj, id_, payload)
+        key = int(id_)
+        stmts = self._stmts
+        if new:
+            values["id"] = key
+            self._write_statement(stmts.insert, values)
+            return 1 if self._versioned else None
+        values["k_id"] = key
+        if must_exist:
+            self._write_statement(stmts.replace, values, self._must_match(id_, None))
+            return None
+        if expected is not None and self._versioned:
+            values["k_version"] = expected
+            self._write_statement(stmts.update_checked, values, self._must_match(id_, expected))
+            return expected + 1
+        values["id"] = key
+        self._write_statement(stmts.upsert, values)
+        return None
+
+    def _must_match(self, id_: Any, expected: int | None) -> _Check:
+        def check(rowcount: int) -> None:
+            if rowcount:
+                return
+            if expected is None:
+                raise NotFoundError(f"{self._describe()}: no record {id_} to replace", id_)
+            row = self._run(self._stmts.read_version, {"k_id": int(id_)}).fetchone()
+            found = None if row is None else row[0]
+            what = "removed" if row is None else f"changed (now version {found})"
+            raise ConflictError(
+                f"{self._describe()}: record {id_} was {what} by another writer since this "
+                f"store read version {expected}; load it again and reapply the change",
+                [id_], expected, found,
+            )
+
+        return check
+
+    def _delete(self, id_: Any) -> None:
+        def check(rowcount: int) -> None:
+            if not rowcount:
+                raise NotFoundError(f"{self._describe()}: no record {id_} to remove", id_)
+
+        self._write_statement(self._stmts.delete, {"k_id": int(id_)}, check)
+
+    def _ids(self) -> list[Any]:
+        if self._txn is not None:
+            self._flush_for_read()
+        cursor = self._run(self._stmts.ids, {})
+        return [IntId(row[0]) for row in cursor.fetchall()]
+
+    # ------------------------------------------------------------ queries
+
+    def query(self, *conditions: Any, **equal: Any) -> Query:
+        """Rows matching every condition (``JobRow.cores > 8``) and ``column=value`` pair.
+
+        See :class:`~typedstore.query.Query` for ordering, limits, counting,
+        streaming, and getting the loaded objects instead of rows.
+        """
+        return Query(self, conditions, equal)
+
+    def _query_connection(self) -> sa.Connection:
+        return self.engine.connect()
+
+    def _load_rows(self, rows: Iterable[Any]) -> Iterator[Any]:
+        for id_, data, version in rows:
+            pid = IntId(id_)
+            with self._lock:
+                obj = self._identity.get(pid)
+                if obj is None:
+                    obj = self._load_record(pid, bytes(data), version)
+            yield obj
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        # The parent's sockets and file handles must not be used (or closed)
+        # here: forget them and let the pool open new ones.
+        self._conn = self._cursor = None
+        self._deferred = None
+        self._in_db_txn = False
+        self._block = range(0)
+        self.engine.dispose(close=False)
+        self.idfactory.discard_reserved()
+
+    def pre_fork(self) -> None:
+        """Close connections before ``os.fork()`` (GC3Pie's hook; forks are also handled
+        automatically)."""
+        with self._lock:
+            self._close_driver()
+            self.engine.dispose()
+
+    def post_fork(self) -> None:
+        """Nothing to do: connections reopen on next use."""
+
+    def _close_driver(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            try:
+                self._conn.close()
+            except Exception:
+                log.exception("%s: closing the connection failed", self._describe())
+        self._conn = self._cursor = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_driver()
+            self.engine.dispose()
+
+
+def make_sqlstore(url: str, *args: Any, **kwargs: Any) -> SqlStore:
+    """Build a :class:`SqlStore` from a SQLAlchemy URL (GC3Pie's name)."""
+    return SqlStore(url, *args, **kwargs)

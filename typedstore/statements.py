@@ -1,0 +1,119 @@
+"""Precompiled record statements for the SQL store's hot path.
+
+SQLAlchemy defines the statements once per store (so quoting, casts and
+upsert syntax are the dialect's own); they are compiled to SQL text and run
+directly on the driver connection, skipping the per-call work of an ORM
+session or of Core execution. Bind values go through each column type's
+bind processor, exactly as SQLAlchemy would apply it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+
+class Compiled:
+    """One statement as SQL text plus how to order and convert its parameters.
+
+    Attributes:
+        sql (str): the statement in the driver's parameter style.
+        names (list[str]): bind parameter names, in positional order.
+        positional (bool): the driver takes a sequence rather than a mapping.
+    """
+
+    __slots__ = ("names", "positional", "processors", "sql")
+
+    def __init__(self, statement: sa.ClauseElement, dialect: sa.Dialect,
+                 types: Mapping[str, sa.types.TypeEngine[Any]]) -> None:
+        compiled: Any = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.positional = bool(dialect.positional)
+        if self.positional:
+            self.names = list(compiled.positiontup or [])
+        else:
+            self.names = list(compiled.binds)
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        for name in self.names:
+            type_ = types.get(name)
+            if type_ is None:
+                continue
+            processor = type_.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+
+    def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        """Driver parameters for ``values`` (keyed by bind name)."""
+        processors = self.processors
+        if processors:
+            values = {k: (processors[k](v) if k in processors else v) for k, v in values.items()}
+        if self.positional:
+            return tuple(values[name] for name in self.names)
+        return dict(values)
+
+
+class RecordStatements:
+    """The statements a store runs per record, for one table and dialect.
+
+    Bind names: ``k_id`` (the key), ``k_version`` (expected version), and one
+    per written column, named after it.
+    """
+
+    def __init__(self, table: sa.Table, dialect: sa.Dialect, fields: Sequence[str],
+                 has_version: bool) -> None:
+        self.table = table
+        self.has_version = has_version
+        c = table.c
+        written = ["data", *fields]
+        if has_version:
+            written.append("updated_at")
+        types: dict[str, sa.types.TypeEngine[Any]] = {n: c[n].type for n in written}
+        types["id"] = types["k_id"] = c.id.type
+        binds = {name: sa.bindparam(name, type_=c[name].type) for name in written}
+        key = c.id == sa.bindparam("k_id", type_=c.id.type)
+
+        def compile_(statement: sa.ClauseElement) -> Compiled:
+            return Compiled(statement, dialect, types)
+
+        insert_values: dict[str, Any] = {"id": sa.bindparam("id", type_=c.id.type), **binds}
+        if has_version:
+            insert_values["version"] = sa.literal_column("1")
+        self.insert = compile_(table.insert().values(insert_values))
+
+        bumped: dict[str, Any] = dict(binds)
+        if has_version:
+            bumped["version"] = c.version + sa.literal_column("1")
+        self.replace = compile_(table.update().where(key).values(bumped))
+        if has_version:
+            self.update_checked = compile_(
+                table.update()
+                .where(key, c.version == sa.bindparam("k_version", type_=c.version.type))
+                .values(bumped)
+            )
+        self.upsert = compile_(self._upsert(dialect, insert_values, bumped))
+        self.read = compile_(
+            sa.select(c.data, c.version if has_version else sa.null()).where(key)
+        )
+        self.read_version = compile_(
+            sa.select(c.version if has_version else sa.null()).where(key)
+        )
+        self.delete = compile_(table.delete().where(key))
+        self.ids = compile_(sa.select(c.id).order_by(c.id))
+
+    def _upsert(self, dialect: sa.Dialect, insert_values: dict[str, Any],
+                bumped: dict[str, Any]) -> sa.ClauseElement:
+        table = self.table
+        name = dialect.name
+        if name == "sqlite":
+            stmt = sqlite.insert(table).values(insert_values)
+            return stmt.on_conflict_do_update(index_elements=[table.c.id], set_=bumped)
+        if name == "postgresql":
+            pg = postgresql.insert(table).values(insert_values)
+            return pg.on_conflict_do_update(index_elements=[table.c.id], set_=bumped)
+        if name in ("mysql", "mariadb"):
+            my = mysql.insert(table).values(insert_values)
+            return my.on_duplicate_key_update(bumped)
+        raise NotImplementedError(f"no upsert for SQL dialect {name!r}")

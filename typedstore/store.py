@@ -1,0 +1,476 @@
+"""The :class:`Store` interface, the transaction machinery, ``register`` and ``make_store``.
+
+A backend subclasses :class:`Store`, declares its URL schemes in the class
+statement (``class SqlStore(Store, schemes=("sqlite", ...))``) and implements a
+handful of record primitives (``_begin``/``_commit``/``_rollback``, ``_read``,
+``_write``, ``_delete``, ``_ids``, ``_coerce_id``). Everything the GC3Pie
+contract says about objects -- ids, external references, the identity map,
+``changed`` flags, atomic saves of a container with its children -- lives here
+once, so every backend behaves the same.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from .defaults import DEFAULT_PROTOCOL
+from .errors import LoadError, NotFoundError, SaveError, StoreError, TransactionError, UrlError
+from .identity import IdentityMap
+from .ids import IdFactory
+from .serialization import AllowFn, allow_list, dumps, in_progress, loads
+from .urls import StoreUrl, parse_store_url, redact
+
+log = logging.getLogger(__name__)
+
+_NO_ATTR = object()
+
+
+class _Transaction:
+    """State of the open transaction of one store.
+
+    Attributes:
+        depth (int): how many ``transaction()`` blocks are open (nesting joins).
+        doomed (bool): an inner block failed; the outer one must roll back.
+        written (dict[int, Any]): ``id(obj) -> persistent id`` of every object
+            written (or being written) in this transaction; it makes each
+            object be written once and closes reference cycles.
+        keep_alive (list): the written objects, so ``id(obj)`` stays unique.
+        undo (list): ``(obj, old persistent_id, old changed)`` to restore on rollback.
+    """
+
+    __slots__ = ("depth", "doomed", "keep_alive", "undo", "written")
+
+    def __init__(self) -> None:
+        self.depth = 1
+        self.doomed = False
+        self.written: dict[int, Any] = {}
+        self.keep_alive: list[Any] = []
+        self.undo: list[tuple[Any, Any, Any]] = []
+
+
+def _set_attr(obj: Any, name: str, value: Any) -> bool:
+    """Set ``obj.name`` bypassing ``Persistable.__setattr__``; False if impossible."""
+    try:
+        object.__setattr__(obj, name, value)
+    except (AttributeError, TypeError):
+        try:
+            setattr(obj, name, value)
+        except (AttributeError, TypeError):
+            return False
+    return True
+
+
+def _restore_attr(obj: Any, name: str, value: Any) -> None:
+    try:
+        if value is _NO_ATTR:
+            if name in getattr(obj, "__dict__", {}):
+                object.__delattr__(obj, name)
+        else:
+            object.__setattr__(obj, name, value)
+    except (AttributeError, TypeError):
+        log.debug("cannot restore %s on %r", name, type(obj))
+
+
+class Store(ABC):
+    """Saves Python objects and gives them back by id.
+
+    Any picklable object can be stored. The attribute ``persistent_id`` is
+    reserved: the store sets it on save and it names the record. Objects that
+    do not accept attributes (``dict``, ``int``) can be saved too, but each save
+    of them makes a new record.
+
+    Subclasses pass ``schemes=(...)`` in the class statement to be what
+    :func:`make_store` builds for those URL schemes.
+
+    Attributes:
+        url (StoreUrl | None): where the store lives.
+        idfactory (IdFactory): issues ids for new objects.
+        protocol (int): pickle protocol of new records.
+    """
+
+    _registry: ClassVar[dict[str, Callable[..., Store]]] = {}
+
+    def __init_subclass__(cls, schemes: Iterable[str] = (), **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for scheme in schemes:
+            Store._registry[scheme] = cls
+
+    def __init__(
+        self,
+        url: str | os.PathLike[str] | StoreUrl | None = None,
+        idfactory: IdFactory | None = None,
+        protocol: int = DEFAULT_PROTOCOL,
+        allowed_classes: Iterable[str] | AllowFn | None = None,
+    ) -> None:
+        self.url = parse_store_url(url) if url is not None else None
+        self.idfactory = idfactory if idfactory is not None else self._default_idfactory()
+        self.protocol = protocol
+        if allowed_classes is None or callable(allowed_classes):
+            self._allow: AllowFn | None = allowed_classes
+        else:
+            self._allow = allow_list(allowed_classes)
+        self._identity = IdentityMap()
+        self._lock = threading.RLock()
+        self._txn: _Transaction | None = None
+        self._pid = os.getpid()
+        ref = weakref.ref(self)
+
+        def _in_child() -> None:
+            store = ref()
+            if store is not None:
+                store._after_fork()
+
+        os.register_at_fork(after_in_child=_in_child)
+
+    # ------------------------------------------------------------ backend primitives
+
+    def _default_idfactory(self) -> IdFactory:
+        """The id factory used when none is given."""
+        return IdFactory()
+
+    @abstractmethod
+    def _coerce_id(self, id_: Any) -> Any:
+        """Return ``id_`` in this store's id type. Raises NotFoundError if it cannot be one."""
+
+    @abstractmethod
+    def _begin(self) -> None:
+        """Open the backend transaction."""
+
+    @abstractmethod
+    def _commit(self) -> None:
+        """Make every write since ``_begin`` durable, all or nothing."""
+
+    @abstractmethod
+    def _rollback(self) -> None:
+        """Discard every write since ``_begin``."""
+
+    @abstractmethod
+    def _read(self, id_: Any) -> tuple[bytes, int | None]:
+        """Return ``(payload, version)``. Raises NotFoundError if ``id_`` is not stored."""
+
+    @abstractmethod
+    def _write(
+        self, id_: Any, obj: Any, payload: bytes, *, new: bool, expected: int | None,
+        must_exist: bool,
+    ) -> int | None:
+        """Write one record inside the open transaction; return its new version.
+
+        ``new``: the id was just issued, so no record can exist. ``expected``:
+        the version this store read, to be checked (raise ConflictError if the
+        stored one differs). ``must_exist``: raise NotFoundError if no record.
+        """
+
+    @abstractmethod
+    def _delete(self, id_: Any) -> None:
+        """Delete one record inside the open transaction. Raises NotFoundError."""
+
+    @abstractmethod
+    def _ids(self) -> list[Any]:
+        """Every stored id."""
+
+    def _after_fork(self) -> None:
+        """Called in a forked child: drop what cannot be shared with the parent."""
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+
+    def _describe(self) -> str:
+        return str(self.url) if self.url is not None else type(self).__name__
+
+    # ------------------------------------------------------------ transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Group saves, replaces and removes into one atomic commit.
+
+        Everything written inside the block is committed together when it
+        ends, or rolled back if an exception leaves it; after a rollback the
+        identity map, ``persistent_id`` and ``changed`` of every object the
+        block touched are as before it. Nested blocks join the outer one; an
+        exception leaving an inner block dooms the whole transaction, so the
+        outer block then raises :class:`TransactionError` instead of
+        committing half of it.
+        """
+        with self._lock:
+            txn = self._txn
+            if txn is not None:
+                txn.depth += 1
+                try:
+                    yield self
+                except BaseException:
+                    txn.doomed = True
+                    raise
+                finally:
+                    txn.depth -= 1
+                return
+            txn = self._txn = _Transaction()
+            self._identity.begin()
+            try:
+                self._begin()
+            except BaseException:
+                self._txn = None
+                self._identity.end(rollback=True)
+                raise
+            try:
+                yield self
+                if txn.doomed:
+                    raise TransactionError(
+                        f"{self._describe()}: an inner transaction block failed; "
+                        "the whole transaction was rolled back"
+                    )
+                self._commit()
+            except BaseException:
+                self._abort(txn)
+                raise
+            else:
+                self._identity.end(rollback=False)
+            finally:
+                self._txn = None
+
+    def _abort(self, txn: _Transaction) -> None:
+        try:
+            self._rollback()
+        except Exception:
+            log.exception("%s: rollback failed", self._describe())
+        self._identity.end(rollback=True)
+        for obj, old_id, old_changed in reversed(txn.undo):
+            _restore_attr(obj, "persistent_id", old_id)
+            _restore_attr(obj, "changed", old_changed)
+        self.idfactory.discard_reserved()
+
+    # ------------------------------------------------------------ saving
+
+    def save(self, obj: Any) -> Any:
+        """Save ``obj`` and every Persistable it references; return its id.
+
+        An object saved before keeps its id. Sets ``obj.persistent_id``. The
+        object and the referenced Persistables are written in one transaction.
+        Raises :class:`SaveError` if the object cannot be pickled or a row
+        field fails validation, :class:`ConflictError` if someone else changed
+        the stored record since this store read it; nothing is written then.
+        """
+        with self.transaction():
+            return self._save_object(obj, must_exist=False)
+
+    def save_many(self, objs: Iterable[Any]) -> list[Any]:
+        """Save several objects in one transaction; return their ids in order."""
+        objs = list(objs)
+        with self.transaction():
+            fresh = sum(1 for obj in objs if getattr(obj, "persistent_id", None) is None)
+            if fresh > 1:
+                self.idfactory.reserve(fresh)
+            return [self._save_object(obj, must_exist=False) for obj in objs]
+
+    def replace(self, id_: Any, obj: Any) -> None:
+        """Store ``obj`` as the record ``id_``, overwriting it whatever its version.
+
+        Raises :class:`NotFoundError` if no record ``id_`` exists (ids are
+        issued by the store only, so a new id cannot be made up here).
+        """
+        with self.transaction():
+            pid = self._coerce_id(id_)
+            self._save_object(obj, must_exist=True, forced_id=pid)
+
+    def _save_object(self, obj: Any, must_exist: bool, forced_id: Any = None) -> Any:
+        txn = self._txn
+        assert txn is not None
+        key = id(obj)
+        if forced_id is None and key in txn.written:
+            return txn.written[key]
+        old_id = getattr(obj, "persistent_id", _NO_ATTR)
+        if forced_id is not None:
+            pid, new = forced_id, False
+        elif old_id is _NO_ATTR or old_id is None:
+            pid, new = self.idfactory.new(obj), True
+        else:
+            pid, new = self._coerce_id(old_id), False
+        if new or forced_id is not None or self._identity.get(pid) is not obj:
+            # New, replaced on purpose, or a copy from elsewhere: no version to
+            # check against, so the write overwrites whatever is stored.
+            expected = None
+        else:
+            expected = self._identity.version(pid)
+        txn.undo.append((obj, old_id, getattr(obj, "changed", _NO_ATTR)))
+        _set_attr(obj, "persistent_id", pid)
+        txn.written[key] = pid
+        txn.keep_alive.append(obj)
+        try:
+            payload = dumps(obj, self._on_reference, self.protocol)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise SaveError(
+                f"{self._describe()}: cannot pickle object {pid} ({type(obj).__name__}): "
+                f"{type(exc).__name__}: {exc}",
+                pid,
+            ) from exc
+        version = self._write(
+            pid, obj, payload, new=new, expected=expected, must_exist=must_exist
+        )
+        if hasattr(obj, "changed"):
+            _set_attr(obj, "changed", False)
+        self._identity.put(pid, obj, version)
+        return pid
+
+    def _on_reference(self, child: Any) -> Any:
+        """Pickler callback: the id of a referenced Persistable, saving it if needed."""
+        txn = self._txn
+        assert txn is not None
+        key = id(child)
+        if key in txn.written:
+            return txn.written[key]
+        pid = getattr(child, "persistent_id", None)
+        if pid is not None:
+            pid = self._coerce_id(pid)
+            if self._identity.get(pid) is child and not getattr(child, "changed", True):
+                return pid
+        return self._save_object(child, must_exist=False)
+
+    # ------------------------------------------------------------ loading
+
+    def load(self, id_: Any) -> Any:
+        """Return the object stored as ``id_``.
+
+        Within one store an id always gives the same object until
+        :meth:`invalidate_cache`. Raises :class:`NotFoundError` (a
+        :class:`LoadError` and a ``KeyError``) if nothing is stored as ``id_``,
+        :class:`LoadError` if the record cannot be unpickled.
+        """
+        with self._lock:
+            pid = self._coerce_id(id_)
+            obj = self._identity.get(pid)
+            if obj is not None:
+                return obj
+            return self._load_record(pid)
+
+    def _load_record(self, pid: Any, payload: bytes | None = None,
+                     version: int | None = None) -> Any:
+        if payload is None:
+            payload, version = self._read(pid)
+        obj = loads(payload, self._resolve_reference, record_id=pid, allow=self._allow,
+                    owner=self)
+        if getattr(obj, "persistent_id", None) != pid:
+            _set_attr(obj, "persistent_id", pid)
+        if hasattr(obj, "changed"):
+            _set_attr(obj, "changed", False)
+        self._identity.put(pid, obj, version)
+        return obj
+
+    def _resolve_reference(self, ref: Any) -> Any:
+        """Unpickler callback: the object for a persistent id found in a payload."""
+        try:
+            pid = self._coerce_id(ref)
+        except NotFoundError as exc:
+            raise LoadError(f"{self._describe()}: bad reference {ref!r} in a record", ref) \
+                from exc
+        obj = self._identity.get(pid)
+        if obj is not None:
+            return obj
+        busy, root = in_progress(self, pid)
+        if busy:
+            if root is None:
+                raise LoadError(
+                    f"{self._describe()}: record {pid} refers back to itself before it "
+                    "was created; such a cycle cannot be restored",
+                    pid,
+                )
+            return root
+        try:
+            return self._load_record(pid)
+        except NotFoundError as exc:
+            raise LoadError(
+                f"{self._describe()}: a record references {pid}, which is not stored", pid
+            ) from exc
+
+    # ------------------------------------------------------------ the rest of the contract
+
+    def remove(self, id_: Any) -> None:
+        """Delete the record ``id_``. Raises :class:`NotFoundError` if there is none."""
+        with self.transaction():
+            pid = self._coerce_id(id_)
+            self._delete(pid)
+            self._identity.discard(pid)
+
+    def list(self) -> list[Any]:
+        """Return the ids of every stored object."""
+        with self._lock:
+            return self._ids()
+
+    def invalidate_cache(self) -> None:
+        """Forget loaded objects: the next ``load`` of any id reads the backing store."""
+        with self._lock:
+            self._identity.clear()
+
+    def pre_fork(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Prepare for ``os.fork()``: release connections a child must not share.
+
+        Forking is also handled automatically (``os.register_at_fork``); this is
+        kept for GC3Pie code that calls it.
+        """
+
+    def post_fork(self) -> None:  # noqa: B027
+        """Restore what :meth:`pre_fork` released (a no-op where nothing was)."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release files and connections; the store must not be used afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._describe()}>"
+
+
+# ---------------------------------------------------------------- make_store
+
+#: Backends built into typedstore, imported on first use of their schemes.
+_BUILTIN_SCHEMES = {
+    "file": "typedstore.filesystem",
+    "sqlite": "typedstore.sql",
+    "postgresql": "typedstore.sql",
+    "mysql": "typedstore.sql",
+    "mariadb": "typedstore.sql",
+}
+
+
+def register(scheme: str, constructor: Callable[..., Store]) -> None:
+    """Make :func:`make_store` build stores for ``scheme`` URLs with ``constructor``.
+
+    ``constructor`` is called as ``constructor(url, *args, **kwargs)``, with the
+    URL as given. A constructor registered earlier for the scheme is replaced.
+    """
+    Store._registry[scheme.lower()] = constructor
+
+
+def make_store(uri: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Store:
+    """Build the store a URL names.
+
+    A bare path or ``file:///dir`` gives a :class:`FilesystemStore`;
+    ``sqlite:///...``, ``postgresql[+driver]://...`` and ``mysql[+driver]://...``
+    give a :class:`SqlStore`; ``#table=NAME`` picks the SQL table. Other
+    arguments go to the constructor; each backend accepts and ignores the
+    other's keyword arguments. Raises :class:`UrlError` for an unknown scheme.
+    """
+    parsed = parse_store_url(uri)
+    constructor = Store._registry.get(parsed.scheme)
+    if constructor is None and parsed.scheme in _BUILTIN_SCHEMES:
+        importlib.import_module(_BUILTIN_SCHEMES[parsed.scheme])
+        constructor = Store._registry.get(parsed.scheme)
+    if constructor is None:
+        known = sorted(set(Store._registry) | set(_BUILTIN_SCHEMES))
+        raise UrlError(
+            f"no store for URL scheme {parsed.scheme!r} in {redact(parsed.original)}; "
+            f"known schemes: {', '.join(known)}",
+            redact(parsed.original),
+        )
+    return constructor(parsed.original, *args, **kwargs)
