@@ -28,8 +28,10 @@ from .errors import (
 )
 from .filesystem import FilesystemStore, make_filesystemstore
 from .ids import Id, IdFactory, IntId, JobIdFactory
+from .query import Query
+from .rows import StoreRow, extracted
 from .serialization import Persistable, register_class_alias
-from .sql import SqlStore
+from .sql import SqlStore, make_sqlstore
 from .store import Store, make_store, register
 
 __all__ = [
@@ -50,15 +52,19 @@ __all__ = [
     "LoadError",
     "NotFoundError",
     "Persistable",
+    "Query",
     "SaveError",
     "SchemaError",
     "SqlStore",
     "Store",
     "StoreError",
+    "StoreRow",
     "TransactionError",
     "UnsafeLoadError",
     "UrlError",
+    "extracted",
     "make_filesystemstore",
+    "make_sqlstore",
     "make_store",
     "register",
     "register_class_alias",
