@@ -143,6 +143,9 @@ class Query:
     def __iter__(self) -> Iterator[Any]:
         """Stream row-model instances (``data`` is None: nothing is unpickled)."""
         model: Any = self.source.row_model or StoreRow
+        # Instances of a table model need its mapper configured, which SQLAlchemy
+        # otherwise does lazily on the first ORM operation (no-op once done).
+        sa.orm.configure_mappers()
         construct = model.model_construct
         for row in self.tuples():
             yield construct(**row._mapping)
