@@ -19,7 +19,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .defaults import DEFAULT_PROTOCOL
 from .errors import LoadError, NotFoundError, SaveError, StoreError, TransactionError, UrlError
@@ -27,6 +27,9 @@ from .identity import IdentityMap
 from .ids import IdFactory
 from .serialization import AllowFn, allow_list, dumps, in_progress, loads
 from .urls import StoreUrl, parse_store_url, redact
+
+if TYPE_CHECKING:
+    from .query import Query
 
 log = logging.getLogger(__name__)
 
@@ -402,6 +405,15 @@ class Store(ABC):
         """Return the ids of every stored object."""
         with self._lock:
             return self._ids()
+
+    def query(self, *conditions: Any, **equal: Any) -> Query:
+        """Rows matching every condition (``JobRow.cores > 8``) and ``column=value`` pair.
+
+        Returns a lazy :class:`~typedstore.query.Query`: iterate it for typed
+        rows, or call ``.objects()``, ``.ids()``, ``.count()``. Raises
+        ``NotImplementedError`` in stores that cannot answer queries.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not answer queries")
 
     def invalidate_cache(self) -> None:
         """Forget loaded objects: the next ``load`` of any id reads the backing store."""
