@@ -38,7 +38,7 @@ from .errors import ConflictError, LoadError, NotFoundError, SchemaError, StoreE
 from .ids import IdFactory, IntId
 from .query import Query, QuerySource
 from .rows import RowBuilder, now
-from .schema import check_columns, create_tables, inspect_table
+from .schema import add_missing_columns, check_store, inspect_store, migrate, upgrade_command
 from .statements import Compiled, RecordStatements
 from .store import Store
 from .tables import build_table, counter_table, new_metadata
@@ -107,24 +107,28 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         metadata = new_metadata()
         wanted = build_table(self.table_name, metadata, row_model, extra_fields)
         self._counter = counter_table(metadata)
+        self._counter_checked = False
         with self.engine.connect() as conn:
-            state = inspect_table(conn, self.table_name)
-            counter_exists = inspect_table(conn, self._counter.name).exists
-        if not state.exists or not counter_exists:
+            state = inspect_store(conn, self.table_name)
+        if not state.exists or (state.revisions is None and create):
             if not create:
-                if not state.exists:
-                    raise SchemaError(
-                        f"{parsed}: table {self.table_name!r} does not exist and create=False",
-                        table=self.table_name,
-                    )
-            else:
-                missing = [self._counter] if state.exists else [wanted, self._counter]
-                with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                        conn.begin():
-                    create_tables(conn, *missing)
-                with self.engine.connect() as conn:
-                    state = inspect_table(conn, self.table_name)
-        check_columns(wanted, state, parsed.original)
+                raise SchemaError(
+                    f"{parsed}: table {self.table_name!r} does not exist and create=False; "
+                    f"create it with: {upgrade_command(parsed.original, self.table_name)}",
+                    table=self.table_name,
+                    command=upgrade_command(parsed.original, self.table_name),
+                )
+            if state.exists:
+                log.warning("%s: adopting table %r (no typedstore version table: written by "
+                            "GC3Pie?): adding typedstore's bookkeeping columns", parsed,
+                            self.table_name)
+            with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
+                    conn.begin():
+                migrate(conn, parsed.original, self.table_name)
+                add_missing_columns(conn, self.table_name, row_model, extra_fields)
+            with self.engine.connect() as conn:
+                state = inspect_store(conn, self.table_name)
+        check_store(state, wanted, parsed.original)
         if state.legacy:
             log.warning("%s: table %r has no typedstore bookkeeping columns (a GC3Pie table?); "
                         "using it without version checks until it is upgraded",
@@ -259,6 +263,16 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
 
     def _fetch_block(self, block: int) -> int:
         """Take ``block`` ids from the counter table; return the first."""
+        if not self._counter_checked:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table(self._counter.name):
+                    fix = upgrade_command(self.url.original if self.url else "", self.table_name)
+                    raise SchemaError(
+                        f"{self._describe()}: no id counter table {self._counter.name!r} (a "
+                        f"GC3Pie table opened with create=False?); adopt it with: {fix}",
+                        table=self.table_name, command=fix,
+                    )
+            self._counter_checked = True
         if self._sqlite and self._txn is not None:
             # SQLite has one writer at a time: a second connection would wait for
             # our own transaction. Take the ids inside it; a rollback returns

@@ -1,0 +1,1 @@
+../typedstore/migrations/script.py.mako
