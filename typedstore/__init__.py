@@ -26,17 +26,21 @@ from .errors import (
     UnsafeLoadError,
     UrlError,
 )
+from .evolution import BackfillError, BackfillReport, backfill, rewrite_all
 from .filesystem import FilesystemStore, make_filesystemstore
 from .ids import Id, IdFactory, IntId, JobIdFactory
 from .query import Query
 from .rows import StoreRow, extracted
-from .serialization import Persistable, register_class_alias
+from .schema import downgrade, drift, upgrade
+from .serialization import MissingClass, Persistable, register_class_alias, register_upgrade
 from .sql import SqlStore, make_sqlstore
 from .store import Store, make_store, register
 
 __all__ = [
     "DEFAULT_PROTOCOL",
     "GET",
+    "BackfillError",
+    "BackfillReport",
     "ConflictError",
     "FilesystemStore",
     "GetAttribute",
@@ -50,6 +54,7 @@ __all__ = [
     "IntId",
     "JobIdFactory",
     "LoadError",
+    "MissingClass",
     "NotFoundError",
     "Persistable",
     "Query",
@@ -62,10 +67,16 @@ __all__ = [
     "TransactionError",
     "UnsafeLoadError",
     "UrlError",
+    "backfill",
+    "downgrade",
+    "drift",
     "extracted",
     "make_filesystemstore",
     "make_sqlstore",
     "make_store",
     "register",
     "register_class_alias",
+    "register_upgrade",
+    "rewrite_all",
+    "upgrade",
 ]

@@ -87,6 +87,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         protocol: int = DEFAULT_PROTOCOL,
         durable: bool = True,
         allowed_classes: Any = None,
+        missing_classes: str = "error",
         row_model: Any = None,
         extra_fields: Any = None,
         **extra: Any,
@@ -101,7 +102,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._commit_lock = FileLock(str(self._meta / "commit.lock"), timeout=ID_LOCK_TIMEOUT)
         self._tmp_counter = itertools.count()
         self._pending: dict[Any, tuple[bytes, dict[str, Any]] | None] = {}
-        super().__init__(url, idfactory, protocol, allowed_classes)
+        super().__init__(url, idfactory, protocol, allowed_classes, missing_classes)
         self.row_model = row_model
         self.index = FileIndex(self._meta / "index.db", row_model, extra_fields)
         self.table = self.index.table

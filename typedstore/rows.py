@@ -211,43 +211,48 @@ class RowBuilder:
         """
         out: list[Any] = [_state_value(obj)]
         for spec in self.fields:
-            try:
-                value = spec.extractor(obj)
-            except MISSING_ERRORS:
-                if spec.required:
-                    raise SaveError(
-                        f"object {id_} ({type(obj).__name__}): field {spec.name!r} has no "
-                        "value and no default",
-                        id_, spec.name,
-                    ) from None
-                value = spec.default
-            except Exception as exc:
-                if not spec.lenient:
-                    raise SaveError(
-                        f"object {id_} ({type(obj).__name__}): extractor of field "
-                        f"{spec.name!r} failed: {type(exc).__name__}: {exc}",
-                        id_, spec.name,
-                    ) from exc
-                log.warning("object %s: extractor of column %r failed (%s: %s); storing NULL",
-                            id_, spec.name, type(exc).__name__, exc)
-                value = None
-            if spec.adapter is not None and value is not None:
-                try:
-                    value = spec.adapter.validate_python(value)
-                except ValidationError as exc:
-                    raise SaveError(
-                        f"object {id_} ({type(obj).__name__}): field {spec.name!r}: "
-                        f"{value!r} is not valid: {exc.errors()[0]['msg']}",
-                        id_, spec.name,
-                    ) from None
-            elif value is None and spec.required:
-                raise SaveError(
-                    f"object {id_} ({type(obj).__name__}): field {spec.name!r} is None but "
-                    "the column is not nullable",
-                    id_, spec.name,
-                )
-            out.append(value)
+            out.append(self.field_value(spec, obj, id_))
         return out
+
+    @staticmethod
+    def field_value(spec: FieldSpec, obj: Any, id_: Any) -> Any:
+        """The validated value of one field for ``obj`` (raises SaveError, as :meth:`values`)."""
+        try:
+            value = spec.extractor(obj)
+        except MISSING_ERRORS:
+            if spec.required:
+                raise SaveError(
+                    f"object {id_} ({type(obj).__name__}): field {spec.name!r} has no "
+                    "value and no default",
+                    id_, spec.name,
+                ) from None
+            value = spec.default
+        except Exception as exc:
+            if not spec.lenient:
+                raise SaveError(
+                    f"object {id_} ({type(obj).__name__}): extractor of field "
+                    f"{spec.name!r} failed: {type(exc).__name__}: {exc}",
+                    id_, spec.name,
+                ) from exc
+            log.warning("object %s: extractor of column %r failed (%s: %s); storing NULL",
+                        id_, spec.name, type(exc).__name__, exc)
+            value = None
+        if spec.adapter is not None and value is not None:
+            try:
+                return spec.adapter.validate_python(value)
+            except ValidationError as exc:
+                raise SaveError(
+                    f"object {id_} ({type(obj).__name__}): field {spec.name!r}: "
+                    f"{value!r} is not valid: {exc.errors()[0]['msg']}",
+                    id_, spec.name,
+                ) from None
+        if value is None and spec.required:
+            raise SaveError(
+                f"object {id_} ({type(obj).__name__}): field {spec.name!r} is None but "
+                "the column is not nullable",
+                id_, spec.name,
+            )
+        return value
 
 
 def now() -> float:

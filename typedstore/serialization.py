@@ -30,11 +30,13 @@ from .errors import LoadError, UnsafeLoadError
 
 __all__ = [
     "DEFAULT_PROTOCOL",
+    "MissingClass",
     "Persistable",
     "dumps",
     "is_external",
     "loads",
     "register_class_alias",
+    "register_upgrade",
 ]
 
 log = logging.getLogger(__name__)
@@ -229,10 +231,82 @@ _DANGEROUS_BUILTINS = frozenset(
 )
 
 
+class MissingClass:
+    """Stands in for an object whose class can no longer be imported.
+
+    A store opened with ``missing_classes="placeholder"`` loads such records as
+    instances of a subclass of this one named like the missing class, so the
+    rest of the store stays usable and the record can be inspected or removed.
+
+    Attributes:
+        missing_class (str): ``module.Class`` of the class that is gone.
+        args (tuple): the arguments pickle would have called the class with.
+        state: the pickled state (usually the instance ``__dict__``).
+    """
+
+    missing_class = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["state"] = state
+
+    def __reduce__(self) -> Any:
+        raise pickle.PicklingError(
+            f"cannot save a placeholder for missing class {self.missing_class}; "
+            "restore the class or remove the record"
+        )
+
+    def __repr__(self) -> str:
+        return f"<placeholder for missing class {self.missing_class}>"
+
+
+_placeholders: dict[tuple[str, str], type[MissingClass]] = {}
+
+
+def _placeholder(module: str, name: str) -> type[MissingClass]:
+    key = (module, name)
+    cls = _placeholders.get(key)
+    if cls is None:
+        cls = type(name, (MissingClass,), {"missing_class": f"{module}.{name}",
+                                           "__module__": "typedstore.serialization"})
+        _placeholders[key] = cls
+    return cls
+
+
+#: Per-class upgrade hooks: ``class -> [hook(obj) -> obj | None]``.
+_UPGRADES: dict[type, list[Callable[[Any], Any]]] = {}
+
+
+def register_upgrade(cls: type, hook: Callable[[Any], Any]) -> None:
+    """Call ``hook(obj)`` on every loaded record whose object is a ``cls`` (or subclass).
+
+    Use it to bring old objects to the current form (add a new attribute with
+    a default, convert a field). A hook may modify ``obj`` in place and return
+    ``None``, or return a replacement object. Hooks run in registration order.
+    """
+    _UPGRADES.setdefault(cls, []).append(hook)
+
+
+def apply_upgrades(obj: Any) -> Any:
+    """Run the registered upgrade hooks for ``obj``'s class and its bases."""
+    if not _UPGRADES:
+        return obj
+    for klass in type(obj).__mro__:
+        for hook in _UPGRADES.get(klass, ()):
+            result = hook(obj)
+            if result is not None:
+                obj = result
+    return obj
+
+
 class _Unpickler(pickle.Unpickler):
     resolve: Callable[[Any], Any]
     allow: AllowFn | None = None
     record_id: Any = None
+    placeholders = False
 
     def persistent_load(self, pid: Any) -> Any:
         return self.resolve(pid)
@@ -246,7 +320,14 @@ class _Unpickler(pickle.Unpickler):
                 self.record_id,
                 f"{module}.{name}",
             )
-        return super().find_class(module, name)
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            if not self.placeholders:
+                raise
+            log.warning("record %s: class %s.%s is gone; loading a placeholder",
+                        self.record_id, module, name)
+            return _placeholder(module, name)
 
 
 class _LoadFrame:
@@ -269,6 +350,7 @@ def loads(
     record_id: Any = None,
     allow: AllowFn | None = None,
     owner: object = None,
+    placeholders: bool = False,
 ) -> Any:
     """Unpickle ``data``; each persistent id ``pid`` in it becomes ``resolve(pid)``.
 
@@ -276,13 +358,15 @@ def loads(
     reference cycle leading back to it (A -> B -> A) resolves to the object
     being built; :func:`in_progress` answers that question for ``resolve``.
     Raises :class:`LoadError` (naming ``record_id``) if the payload is not a
-    valid pickle or names a class that cannot be imported, and
+    valid pickle or names a class that cannot be imported (unless
+    ``placeholders``: then a :class:`MissingClass` stands in), and
     :class:`UnsafeLoadError` if ``allow`` refuses a class.
     """
     unpickler = _Unpickler(io.BytesIO(data))
     unpickler.resolve = resolve
     unpickler.allow = allow
     unpickler.record_id = record_id
+    unpickler.placeholders = placeholders
     key = (id(owner), record_id)
     frame = _LoadFrame()
     with _frames_lock:

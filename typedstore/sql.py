@@ -86,13 +86,14 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         row_model: type[SQLModel] | None = None,
         protocol: int = DEFAULT_PROTOCOL,
         allowed_classes: Any = None,
+        missing_classes: str = "error",
         engine_options: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> None:
         parsed = parse_store_url(url)
         if parsed.scheme == "file":
             raise StoreError(f"SqlStore needs a SQLAlchemy URL, got the path {parsed}")
-        super().__init__(parsed, idfactory, protocol, allowed_classes)
+        super().__init__(parsed, idfactory, protocol, allowed_classes, missing_classes)
         if extra:
             log.debug("%s: ignoring arguments %s", parsed, sorted(extra))
         if self.idfactory.id_class is not IntId and not issubclass(self.idfactory.id_class, int):

@@ -25,7 +25,7 @@ from .defaults import DEFAULT_PROTOCOL
 from .errors import LoadError, NotFoundError, SaveError, StoreError, TransactionError, UrlError
 from .identity import IdentityMap
 from .ids import IdFactory
-from .serialization import AllowFn, allow_list, dumps, in_progress, loads
+from .serialization import AllowFn, allow_list, apply_upgrades, dumps, in_progress, loads
 from .urls import StoreUrl, parse_store_url, redact
 
 if TYPE_CHECKING:
@@ -93,6 +93,11 @@ class Store(ABC):
     Subclasses pass ``schemes=(...)`` in the class statement to be what
     :func:`make_store` builds for those URL schemes.
 
+    Common constructor arguments: ``idfactory``, ``protocol`` (pickle
+    protocol), ``allowed_classes`` (allow-list of ``module.Class`` names a record
+    may name), ``missing_classes`` (``"error"``, or ``"placeholder"`` to load a
+    record whose class is gone as a :class:`MissingClass`).
+
     Attributes:
         url (StoreUrl | None): where the store lives.
         idfactory (IdFactory): issues ids for new objects.
@@ -112,7 +117,12 @@ class Store(ABC):
         idfactory: IdFactory | None = None,
         protocol: int = DEFAULT_PROTOCOL,
         allowed_classes: Iterable[str] | AllowFn | None = None,
+        missing_classes: str = "error",
     ) -> None:
+        if missing_classes not in ("error", "placeholder"):
+            raise ValueError(f"missing_classes must be 'error' or 'placeholder', "
+                             f"not {missing_classes!r}")
+        self._placeholders = missing_classes == "placeholder"
         self.url = parse_store_url(url) if url is not None else None
         self.idfactory = idfactory if idfactory is not None else self._default_idfactory()
         self.protocol = protocol
@@ -357,8 +367,9 @@ class Store(ABC):
                      version: int | None = None) -> Any:
         if payload is None:
             payload, version = self._read(pid)
-        obj = loads(payload, self._resolve_reference, record_id=pid, allow=self._allow,
-                    owner=self)
+        obj = apply_upgrades(loads(payload, self._resolve_reference, record_id=pid,
+                                   allow=self._allow, owner=self,
+                                   placeholders=self._placeholders))
         if getattr(obj, "persistent_id", None) != pid:
             _set_attr(obj, "persistent_id", pid)
         if hasattr(obj, "changed"):
