@@ -95,7 +95,7 @@ def pg_base_url() -> Iterator[str]:
         admin = sa.create_engine(PG_URL)
         with admin.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "unreachable"
+    except Exception as exc:
         unreachable(f"PostgreSQL at {sa.make_url(PG_URL).render_as_string()}", exc)
     sep = "&" if "?" in PG_URL else "?"
     yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
@@ -114,7 +114,7 @@ def mysql_base_url() -> Iterator[str]:
         admin = sa.create_engine(MYSQL_URL)
         with admin.begin() as conn:
             conn.execute(sa.text(f"CREATE DATABASE `{database}`"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         unreachable(f"MySQL at {sa.make_url(MYSQL_URL).render_as_string()}", exc)
     url = sa.make_url(MYSQL_URL).set(database=database)
     yield url.render_as_string(hide_password=False)

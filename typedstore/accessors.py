@@ -16,6 +16,7 @@ GC3Pie's older names ``GetAttributeValue`` and ``GetItemValue`` are aliases.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -65,14 +66,23 @@ class GetValue:
         # them. Reach an attribute named "_x" with GetAttribute("_x").
         if name.startswith("_"):
             raise AttributeError(name)
-        return GetAttributeValue(name, xform=self, default=self._default)
+        return GetAttributeValue(name, xform=self._strict(), default=self._default)
 
     def __getitem__(self, key: Any) -> GetItemValue:
-        return GetItemValue(key, xform=self, default=self._default)
+        return GetItemValue(key, xform=self._strict(), default=self._default)
 
     def ONLY(self, specifically: type | tuple[type, ...]) -> GetOnly:
         """Pass the value on only if it is an instance of ``specifically``."""
-        return GetOnly(specifically, xform=self, default=self._default)
+        return GetOnly(specifically, xform=self._strict(), default=self._default)
+
+    def _strict(self) -> GetValue:
+        """This accessor without its default: inside a longer path, a missing step must
+        reach the end of the path, where the one default applies."""
+        if self._default is NO_DEFAULT:
+            return self
+        strict = copy.copy(self)
+        strict._default = NO_DEFAULT
+        return strict
 
     def __repr__(self) -> str:
         text = self._describe()

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from filelock import FileLock
 
 from .defaults import BACKUP_SUFFIX, DEFAULT_PROTOCOL, FILESTORE_META_DIR, ID_LOCK_TIMEOUT
-from .errors import LoadError, NotFoundError, StoreError
+from .errors import LoadError, NotFoundError, SaveError, StoreError
 from .fileindex import FileIndex, Stat, file_identity
 from .ids import FileCounter, Id, IdFactory
 from .query import Query, QuerySource
@@ -106,7 +106,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self.row_model = row_model
         self.index = FileIndex(self._meta / "index.db", row_model, extra_fields)
         self.table = self.index.table
-        self.idfactory.bind_sequence(FileCounter(self._meta / "next_id", self._largest_id_plus_one))
+        self._counter = FileCounter(self._meta / "next_id", self._largest_id_plus_one)
+        self.idfactory = self.idfactory.with_sequence(self._counter)
         if extra:
             log.debug("%s: ignoring arguments %s", self._describe(), sorted(extra))
         self._recover_journal()
@@ -172,6 +173,13 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                     from exc
         raise NotFoundError(f"{self._describe()}: no record {id_}", id_)
 
+    def _read_backup(self, id_: Any) -> bytes | None:
+        backup = self._path(id_).with_name(str(id_) + BACKUP_SUFFIX)
+        try:
+            return backup.read_bytes()
+        except FileNotFoundError:
+            return None
+
     def _exists(self, id_: Any) -> bool:
         if id_ in self._pending:
             return self._pending[id_] is not _DELETE
@@ -198,6 +206,10 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     ) -> int | None:
         if must_exist and not self._exists(id_):
             raise NotFoundError(f"{self._describe()}: no record {id_} to replace", id_)
+        if new and self._exists(id_):
+            raise SaveError(
+                f"{self._describe()}: new id {id_} is already taken by a record; the id "
+                "factory's sequence is not this store's (shared between stores?)", id_)
         self._pending[id_] = (payload, self.index.values(obj, id_))
         return None
 
@@ -244,6 +256,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             raise
         deletes = [name for name, tmp_name in staged if tmp_name is None]
         with self._commit_lock:
+            # A journal here was left by a process that died mid-commit (a live
+            # one holds this lock while its journal exists): finish it first.
+            self._recover_journal()
             self.index.stage(index_rows, deletes)
             if len(staged) == 1:
                 self._apply(staged)
@@ -317,6 +332,14 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
 
     def close(self) -> None:
         self.index.close()
+
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        # File locks and pooled SQLite connections must not cross a fork.
+        self._commit_lock = FileLock(str(self._meta / "commit.lock"), timeout=ID_LOCK_TIMEOUT)
+        self._counter.reset_locks()
+        self.index.engine.dispose(close=False)
+        self._pending = {}
 
     def _recover_journal(self) -> None:
         journal = self._meta / "journal"

@@ -174,6 +174,10 @@ class FileCounter:
     def __init__(self, path: str | os.PathLike[str], floor_fn: Callable[[], int] | None = None):
         self.path = Path(path)
         self.floor_fn = floor_fn
+        self.reset_locks()
+
+    def reset_locks(self) -> None:
+        """New lock objects (a forked child must not use the parent's)."""
         self._lock = FileLock(str(self.path) + ".lock", timeout=ID_LOCK_TIMEOUT)
         self._thread_lock = threading.Lock()
 
@@ -239,11 +243,18 @@ class IdFactory:
         """True if a sequence was given or bound."""
         return self._next_id_fn is not None
 
-    def bind_sequence(self, next_id_fn: NextIdFn) -> None:
-        """Use ``next_id_fn`` unless the factory already has a sequence."""
-        with self._lock:
-            if self._next_id_fn is None:
-                self._next_id_fn = next_id_fn
+    def with_sequence(self, next_id_fn: NextIdFn) -> IdFactory:
+        """This factory if it has a sequence, else a copy of it that uses ``next_id_fn``.
+
+        Stores call it with their own durable sequence; copying (rather than
+        binding the caller's factory) keeps one factory given to two stores
+        from issuing one store's numbers in the other.
+        """
+        if self._next_id_fn is not None:
+            return self
+        copy = type(self).__new__(type(self))
+        IdFactory.__init__(copy, self._prefix, next_id_fn, self._id_class)
+        return copy
 
     def discard_reserved(self) -> None:
         """Forget reserved numbers (they are never issued; gaps are harmless)."""

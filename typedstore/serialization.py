@@ -91,10 +91,10 @@ class Persistable:
             object.__setattr__(self, "changed", True)
 
     def __eq__(self, other: object) -> bool:
-        try:
-            return bool(self.persistent_id == other.persistent_id)  # type: ignore[attr-defined]
-        except AttributeError:
+        mine = getattr(self, "persistent_id", None)
+        if mine is None:
             return self is other
+        return bool(mine == getattr(other, "persistent_id", None))
 
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)

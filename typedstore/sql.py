@@ -148,7 +148,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._deferred: tuple[Compiled, Mapping[str, Any], _Check | None] | None = None
         self._in_db_txn = False
         self._block = range(0)
-        self.idfactory.bind_sequence(self._allocate_ids)
+        self.idfactory = self.idfactory.with_sequence(self._allocate_ids)
 
     def _default_idfactory(self) -> IdFactory:
         return IdFactory(id_class=IntId)

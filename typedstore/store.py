@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import threading
 import weakref
 from abc import ABC, abstractmethod
@@ -22,7 +23,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .defaults import DEFAULT_PROTOCOL
-from .errors import LoadError, NotFoundError, SaveError, StoreError, TransactionError, UrlError
+from .errors import (
+    LoadError,
+    NotFoundError,
+    SaveError,
+    StoreError,
+    TransactionError,
+    UnsafeLoadError,
+    UrlError,
+)
 from .identity import IdentityMap
 from .ids import IdFactory
 from .serialization import AllowFn, allow_list, apply_upgrades, dumps, in_progress, loads
@@ -43,18 +52,20 @@ class _Transaction:
         depth (int): how many ``transaction()`` blocks are open (nesting joins).
         doomed (bool): an inner block failed; the outer one must roll back.
         written (dict[int, Any]): ``id(obj) -> persistent id`` of every object
-            written (or being written) in this transaction; it makes each
-            object be written once and closes reference cycles.
+            written (or queued) by the save in progress; it makes each object
+            be written once per save and closes reference cycles.
+        queue (list): referenced objects waiting to be written by that save.
         keep_alive (list): the written objects, so ``id(obj)`` stays unique.
         undo (list): ``(obj, old persistent_id, old changed)`` to restore on rollback.
     """
 
-    __slots__ = ("depth", "doomed", "keep_alive", "undo", "written")
+    __slots__ = ("depth", "doomed", "keep_alive", "queue", "undo", "written")
 
     def __init__(self) -> None:
         self.depth = 1
         self.doomed = False
         self.written: dict[int, Any] = {}
+        self.queue: list[tuple[Any, tuple[Any, bool, int | None]]] = []
         self.keep_alive: list[Any] = []
         self.undo: list[tuple[Any, Any, Any]] = []
 
@@ -80,6 +91,25 @@ def _restore_attr(obj: Any, name: str, value: Any) -> None:
             object.__setattr__(obj, name, value)
     except (AttributeError, TypeError):
         log.debug("cannot restore %s on %r", name, type(obj))
+
+
+#: Recursion limit while loading: each link of a chain of references costs a few
+#: Python frames (the unpickler calls back into the store), so a chain of a few
+#: hundred Persistables would exceed Python's default limit of 1000.
+LOAD_RECURSION_LIMIT = 20_000
+
+
+@contextmanager
+def _deep_references() -> Iterator[None]:
+    old = sys.getrecursionlimit()
+    if old >= LOAD_RECURSION_LIMIT:
+        yield
+        return
+    sys.setrecursionlimit(LOAD_RECURSION_LIMIT)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 class Store(ABC):
@@ -270,7 +300,7 @@ class Store(ABC):
         the stored record since this store read it; nothing is written then.
         """
         with self.transaction():
-            return self._save_object(obj, must_exist=False)
+            return self._save_tree(obj, must_exist=False)
 
     def save_many(self, objs: Iterable[Any]) -> list[Any]:
         """Save several objects in one transaction; return their ids in order."""
@@ -279,7 +309,7 @@ class Store(ABC):
             fresh = sum(1 for obj in objs if getattr(obj, "persistent_id", None) is None)
             if fresh > 1:
                 self.idfactory.reserve(fresh)
-            return [self._save_object(obj, must_exist=False) for obj in objs]
+            return [self._save_tree(obj, must_exist=False) for obj in objs]
 
     def replace(self, id_: Any, obj: Any) -> None:
         """Store ``obj`` as the record ``id_``, overwriting it whatever its version.
@@ -288,15 +318,32 @@ class Store(ABC):
         issued by the store only, so a new id cannot be made up here).
         """
         with self.transaction():
-            pid = self._coerce_id(id_)
-            self._save_object(obj, must_exist=True, forced_id=pid)
+            self._save_tree(obj, must_exist=True, forced_id=self._coerce_id(id_))
 
-    def _save_object(self, obj: Any, must_exist: bool, forced_id: Any = None) -> Any:
+    def _save_tree(self, root: Any, must_exist: bool, forced_id: Any = None) -> Any:
+        """Write ``root`` and the Persistables it references that need writing.
+
+        Referenced objects are queued while the referencing object is pickled
+        and written afterwards, in a loop: a chain of any length needs no
+        recursion. ``txn.written`` (object -> id) lives for this call only, so
+        each object is written once per save, and a later save in the same
+        transaction writes the object's state again.
+        """
         txn = self._txn
         assert txn is not None
-        key = id(obj)
-        if forced_id is None and key in txn.written:
-            return txn.written[key]
+        txn.written = {}
+        txn.queue = []
+        root_claim = self._claim(root, forced_id)
+        self._write_object(root, root_claim, must_exist)
+        while txn.queue:
+            obj, claim = txn.queue.pop()
+            self._write_object(obj, claim, must_exist=False)
+        return root_claim[0]
+
+    def _claim(self, obj: Any, forced_id: Any = None) -> tuple[Any, bool, int | None]:
+        """Give ``obj`` its id for this save; return ``(id, new, expected version)``."""
+        txn = self._txn
+        assert txn is not None
         old_id = getattr(obj, "persistent_id", _NO_ATTR)
         if forced_id is not None:
             pid, new = forced_id, False
@@ -312,8 +359,13 @@ class Store(ABC):
             expected = self._identity.version(pid)
         txn.undo.append((obj, old_id, getattr(obj, "changed", _NO_ATTR)))
         _set_attr(obj, "persistent_id", pid)
-        txn.written[key] = pid
+        txn.written[id(obj)] = pid
         txn.keep_alive.append(obj)
+        return pid, new, expected
+
+    def _write_object(self, obj: Any, claim: tuple[Any, bool, int | None],
+                      must_exist: bool) -> None:
+        pid, new, expected = claim
         try:
             payload = dumps(obj, self._on_reference, self.protocol)
         except StoreError:
@@ -330,10 +382,9 @@ class Store(ABC):
         if hasattr(obj, "changed"):
             _set_attr(obj, "changed", False)
         self._identity.put(pid, obj, version)
-        return pid
 
     def _on_reference(self, child: Any) -> Any:
-        """Pickler callback: the id of a referenced Persistable, saving it if needed."""
+        """Pickler callback: the id of a referenced Persistable, queued for writing if needed."""
         txn = self._txn
         assert txn is not None
         key = id(child)
@@ -344,7 +395,9 @@ class Store(ABC):
             pid = self._coerce_id(pid)
             if self._identity.get(pid) is child and not getattr(child, "changed", True):
                 return pid
-        return self._save_object(child, must_exist=False)
+        claim = self._claim(child)
+        txn.queue.append((child, claim))
+        return claim[0]
 
     # ------------------------------------------------------------ loading
 
@@ -361,21 +414,38 @@ class Store(ABC):
             obj = self._identity.get(pid)
             if obj is not None:
                 return obj
-            return self._load_record(pid)
+            with _deep_references():
+                return self._load_record(pid)
 
     def _load_record(self, pid: Any, payload: bytes | None = None,
                      version: int | None = None) -> Any:
         if payload is None:
             payload, version = self._read(pid)
-        obj = apply_upgrades(loads(payload, self._resolve_reference, record_id=pid,
-                                   allow=self._allow, owner=self,
-                                   placeholders=self._placeholders))
+        try:
+            obj = self._unpickle(pid, payload)
+        except UnsafeLoadError:
+            raise
+        except LoadError:
+            backup = self._read_backup(pid)
+            if backup is None:
+                raise
+            log.warning("%s: record %s is unreadable; loading its backup", self._describe(), pid)
+            obj = self._unpickle(pid, backup)
         if getattr(obj, "persistent_id", None) != pid:
             _set_attr(obj, "persistent_id", pid)
         if hasattr(obj, "changed"):
             _set_attr(obj, "changed", False)
         self._identity.put(pid, obj, version)
         return obj
+
+    def _unpickle(self, pid: Any, payload: bytes) -> Any:
+        return apply_upgrades(loads(payload, self._resolve_reference, record_id=pid,
+                                    allow=self._allow, owner=self,
+                                    placeholders=self._placeholders))
+
+    def _read_backup(self, id_: Any) -> bytes | None:
+        """An older copy of a record whose payload did not load (GC3Pie's ``.OLD``), if any."""
+        return None
 
     def _resolve_reference(self, ref: Any) -> Any:
         """Unpickler callback: the object for a persistent id found in a payload."""

@@ -17,7 +17,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from .errors import UrlError
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*)://")
-_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*://[^:/@]*:)([^@/]*)@")
+# The password runs from the first ":" of the user part to the last "@" (it may
+# hold "/", "#" or "@" when the URL was not percent-encoded).
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*://[^:/@]*:)(.*)@")
 
 
 def redact(url: str | os.PathLike[str]) -> str:
@@ -58,14 +60,17 @@ def parse_store_url(uri: str | os.PathLike[str] | StoreUrl) -> StoreUrl:
     if match is None:
         # A bare path names a file store directory.
         return StoreUrl("file", None, os.path.abspath(os.path.expanduser(text)), None, text)
-    base, _, fragment = text.partition("#")
+    base, sep, fragment = text.rpartition("#")
+    if not sep:
+        base, fragment = text, ""
     table = None
     if fragment:
         values = parse_qs(fragment, keep_blank_values=True).get("table")
         if not values or not values[-1]:
+            # Do not echo the fragment: in a URL whose password holds a "#" it
+            # would be the password's tail.
             raise UrlError(
-                f"store URL fragment must be '#table=NAME', got '#{fragment}' in {redact(text)}",
-                redact(text),
+                f"store URL fragment must be '#table=NAME' in {redact(text)}", redact(text)
             )
         table = values[-1]
     full_scheme = match.group(1).lower()

@@ -1,0 +1,263 @@
+"""make_store dispatch, register(), store URLs, the #table= fragment and password redaction."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from typedstore import (
+    FilesystemStore,
+    GetAttribute,
+    Store,
+    StoreError,
+    UrlError,
+    make_filesystemstore,
+    make_store,
+    register,
+)
+from typedstore.urls import parse_store_url, redact
+
+
+class Thing:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def unique_scheme() -> str:
+    return f"ts{uuid.uuid4().hex[:8]}"
+
+
+def assert_hidden(password: str, error: BaseException) -> None:
+    for text in (str(error), repr(error), str(getattr(error, "url", ""))):
+        assert password not in text, text
+
+
+# ---------------------------------------------------------------- file stores
+
+
+def test_bare_path_gives_filesystem_store(tmp_path: Path) -> None:
+    store = make_store(str(tmp_path / "jobs"))
+    assert isinstance(store, FilesystemStore)
+    assert store.directory == tmp_path / "jobs"
+    assert (tmp_path / "jobs").is_dir()
+    id_ = store.save(Thing(1))
+    assert make_store(str(tmp_path / "jobs")).load(id_).value == 1
+
+
+def test_path_object_gives_filesystem_store(tmp_path: Path) -> None:
+    assert isinstance(make_store(tmp_path / "jobs"), FilesystemStore)
+
+
+def test_relative_path_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = make_store("rel/jobs")
+    assert isinstance(store, FilesystemStore)
+    assert store.directory == tmp_path / "rel" / "jobs"
+
+
+@pytest.mark.parametrize("form", ["file://{}", "file://localhost{}", "FILE://{}"])
+def test_file_url_gives_filesystem_store(tmp_path: Path, form: str) -> None:
+    directory = tmp_path / "jobs"
+    store = make_store(form.format(directory))
+    assert isinstance(store, FilesystemStore)
+    assert store.directory == directory
+    id_ = store.save({"x": 1})
+    assert make_store(str(directory)).load(id_) == {"x": 1}
+
+
+def test_file_url_with_escaped_characters(tmp_path: Path) -> None:
+    store = make_store(f"file://{tmp_path}/my%20jobs")
+    assert store.directory == tmp_path / "my jobs"
+
+
+def test_file_url_on_another_host_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UrlError, match="otherhost"):
+        make_store(f"file://otherhost{tmp_path}")
+
+
+def test_make_filesystemstore(tmp_path: Path) -> None:
+    store = make_filesystemstore(f"file://{tmp_path}/jobs")
+    assert isinstance(store, FilesystemStore)
+    assert store.directory == tmp_path / "jobs"
+
+
+def test_filesystem_store_ignores_sql_only_arguments(tmp_path: Path) -> None:
+    store = make_store(
+        str(tmp_path / "jobs"),
+        table_name="store",
+        extra_fields={sa.Column("value", sa.Integer): GetAttribute("value", default=None)},
+        create=True,
+        unknown_future_option=3,
+    )
+    assert isinstance(store, FilesystemStore)
+    id_ = store.save(Thing(7))
+    assert FilesystemStore(tmp_path / "jobs", table_name="x").load(id_).value == 7
+
+
+def test_filesystem_store_rejects_sql_url() -> None:
+    with pytest.raises(StoreError):
+        FilesystemStore("sqlite:///somewhere.db")
+
+
+# ---------------------------------------------------------------- unknown schemes and errors
+
+
+def test_unknown_scheme_names_the_scheme() -> None:
+    with pytest.raises(UrlError) as info:
+        make_store("nosuchscheme://host/db")
+    assert "nosuchscheme" in str(info.value)
+    assert isinstance(info.value, StoreError)
+    assert isinstance(info.value, ValueError)
+
+
+def test_empty_url_is_an_error() -> None:
+    with pytest.raises(UrlError):
+        make_store("")
+
+
+PASSWORDS = [
+    "s3cret-pw",
+    "with:colon",
+    "per%40cent",
+    "se/cret-pw",
+]
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_redact_hides_password(password: str) -> None:
+    url = f"postgresql+psycopg://alice:{password}@db.example.org:5432/jobs"
+    hidden = redact(url)
+    assert password not in hidden
+    assert hidden.startswith("postgresql+psycopg://alice:")
+    assert hidden.endswith("@db.example.org:5432/jobs")
+
+
+def test_redact_leaves_urls_without_password_alone(tmp_path: Path) -> None:
+    for url in ("sqlite:///tmp/x.db", "postgresql://alice@host/db", str(tmp_path)):
+        assert redact(url) == url
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_unknown_scheme_error_hides_password(password: str) -> None:
+    with pytest.raises(UrlError) as info:
+        make_store(f"nosuchscheme://alice:{password}@host/db")
+    assert "nosuchscheme" in str(info.value)
+    assert "alice" in str(info.value)
+    assert_hidden(password, info.value)
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_bad_fragment_error_hides_password(password: str) -> None:
+    with pytest.raises(UrlError) as info:
+        make_store(f"postgresql://alice:{password}@host/db#tabel=jobs")
+    assert_hidden(password, info.value)
+
+
+def test_fragment_error_does_not_echo_password_tail() -> None:
+    with pytest.raises(UrlError) as info:
+        make_store("postgresql://alice:open#sesame99@host/db")
+    assert_hidden("sesame99", info.value)
+
+
+# ---------------------------------------------------------------- the #table= fragment
+
+
+def test_table_fragment_is_parsed() -> None:
+    url = parse_store_url("postgresql+psycopg://u:pw@host/db#table=my_jobs")
+    assert url.table == "my_jobs"
+    assert url.scheme == "postgresql"
+    assert url.driver == "psycopg"
+    assert url.target == "postgresql+psycopg://u:pw@host/db"
+    assert "pw" not in str(url)
+
+
+def test_no_fragment_means_no_table() -> None:
+    url = parse_store_url("sqlite:///tmp/store.db")
+    assert url.table is None
+    assert url.driver is None
+    assert url.target == "sqlite:///tmp/store.db"
+
+
+@pytest.mark.parametrize("fragment", ["tabel=x", "table=", "table", "x", "=jobs"])
+def test_malformed_fragment_is_url_error(fragment: str) -> None:
+    with pytest.raises(UrlError, match="table"):
+        parse_store_url(f"sqlite:///tmp/store.db#{fragment}")
+    with pytest.raises(UrlError):
+        make_store(f"sqlite:///tmp/store.db#{fragment}")
+
+
+def test_bare_path_is_file_scheme(tmp_path: Path) -> None:
+    url = parse_store_url(str(tmp_path / "a"))
+    assert (url.scheme, url.target, url.table) == ("file", str(tmp_path / "a"), None)
+
+
+# ---------------------------------------------------------------- register
+
+
+def test_register_adds_a_scheme_and_passes_arguments(tmp_path: Path) -> None:
+    scheme = unique_scheme()
+    calls: list[tuple[Any, ...]] = []
+
+    def constructor(url: str, *args: Any, **kwargs: Any) -> Store:
+        calls.append((url, args, kwargs))
+        return FilesystemStore(tmp_path / "registered")
+
+    register(scheme, constructor)
+    url = f"{scheme}://somewhere/else#table=t"
+    store = make_store(url, 1, "two", flag=True)
+    assert isinstance(store, FilesystemStore)
+    assert calls == [(url, (1, "two"), {"flag": True})]
+
+
+def test_registered_scheme_matches_case_insensitively_and_with_driver(tmp_path: Path) -> None:
+    scheme = unique_scheme()
+    seen: list[str] = []
+
+    def constructor(url: str, **kwargs: Any) -> Store:
+        seen.append(url)
+        return FilesystemStore(tmp_path / "s")
+
+    register(scheme.upper(), constructor)
+    make_store(f"{scheme}://a")
+    make_store(f"{scheme.upper()}+driver://b")
+    assert seen == [f"{scheme}://a", f"{scheme.upper()}+driver://b"]
+
+
+def test_register_replaces_earlier_constructor(tmp_path: Path) -> None:
+    scheme = unique_scheme()
+    used: list[str] = []
+
+    def first(url: str) -> Store:
+        used.append("first")
+        return FilesystemStore(tmp_path / "1")
+
+    def second(url: str) -> Store:
+        used.append("second")
+        return FilesystemStore(tmp_path / "2")
+
+    register(scheme, first)
+    register(scheme, second)
+    store = make_store(f"{scheme}://x")
+    assert used == ["second"]
+    assert isinstance(store, FilesystemStore)
+    assert store.directory == tmp_path / "2"
+
+
+def test_register_a_store_subclass(tmp_path: Path) -> None:
+    scheme = unique_scheme()
+
+    class Custom(FilesystemStore):
+        def __init__(self, url: str, **kwargs: Any) -> None:
+            super().__init__(tmp_path / "custom", **kwargs)
+            self.given_url = url
+
+    register(scheme, Custom)
+    store = make_store(f"{scheme}://anything", table_name="ignored")
+    assert type(store) is Custom
+    assert store.given_url == f"{scheme}://anything"
+    id_ = store.save(Thing(5))
+    assert FilesystemStore(tmp_path / "custom").load(id_).value == 5
