@@ -303,13 +303,27 @@ def apply_upgrades(obj: Any) -> Any:
 
 
 class _Unpickler(pickle.Unpickler):
+    """Resolves persistent ids through the store; registers its frame on first use."""
+
     resolve: Callable[[Any], Any]
-    allow: AllowFn | None = None
     record_id: Any = None
-    placeholders = False
+    frame: _LoadFrame
+    frame_key: tuple[int, Any] | None = None
 
     def persistent_load(self, pid: Any) -> Any:
+        if self.frame_key is None:
+            # Only a record with references can be part of a cycle: make it
+            # findable by in_progress() before resolving its first reference.
+            self.frame_key = (id(self.frame.owner), self.record_id)
+            _frames[self.frame_key] = self.frame
         return self.resolve(pid)
+
+
+class _MappingUnpickler(_Unpickler):
+    """Also maps class names: aliases, allow-list, placeholders for missing classes."""
+
+    allow: AllowFn | None = None
+    placeholders = False
 
     def find_class(self, module: str, name: str) -> Any:
         module, name = _CLASS_ALIASES.get((module, name), (module, name))
@@ -333,15 +347,34 @@ class _Unpickler(pickle.Unpickler):
 class _LoadFrame:
     """Bookkeeping of one record being unpickled, for closing reference cycles."""
 
-    __slots__ = ("handed_out", "slot")
+    __slots__ = ("handed_out", "owner", "slot")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: object) -> None:
+        self.owner = owner
         self.slot: list[Any] = []
         self.handed_out = False
 
 
+#: Records being unpickled that have references: ``(id(store), id) -> frame``.
+#: Stores serialize their loads with their own lock, so plain dict operations
+#: (atomic under the GIL) are enough here.
 _frames: dict[tuple[int, Any], _LoadFrame] = {}
-_frames_lock = threading.Lock()
+
+
+def _needs_mapping(data: bytes) -> bool:
+    """Whether ``data`` may name an aliased class (a cheap byte search per alias module)."""
+    return any(module in data for module in _alias_modules())
+
+
+_alias_module_cache: tuple[int, tuple[bytes, ...]] = (-1, ())
+
+
+def _alias_modules() -> tuple[bytes, ...]:
+    global _alias_module_cache
+    if _alias_module_cache[0] != len(_CLASS_ALIASES):
+        modules = {module.split(".")[0].encode() for module, _ in _CLASS_ALIASES}
+        _alias_module_cache = (len(_CLASS_ALIASES), tuple(sorted(modules)))
+    return _alias_module_cache[1]
 
 
 def loads(
@@ -361,17 +394,24 @@ def loads(
     valid pickle or names a class that cannot be imported (unless
     ``placeholders``: then a :class:`MissingClass` stands in), and
     :class:`UnsafeLoadError` if ``allow`` refuses a class.
+
+    Speed: the class-mapping unpickler (a Python call per class named) is used
+    only when it has work to do: an allow-list, placeholders, or a payload that
+    mentions an aliased module.
     """
-    unpickler = _Unpickler(io.BytesIO(data))
+    unpickler: _Unpickler
+    if allow is not None or placeholders or _needs_mapping(data):
+        mapping = _MappingUnpickler(io.BytesIO(data))
+        mapping.allow = allow
+        mapping.placeholders = placeholders
+        unpickler = mapping
+    else:
+        unpickler = _Unpickler(io.BytesIO(data))
     unpickler.resolve = resolve
-    unpickler.allow = allow
     unpickler.record_id = record_id
-    unpickler.placeholders = placeholders
-    key = (id(owner), record_id)
-    frame = _LoadFrame()
-    with _frames_lock:
-        _frames[key] = frame
-    _watch.slots.append(frame.slot)
+    frame = unpickler.frame = _LoadFrame(owner)
+    slots = _watch.slots
+    slots.append(frame.slot)
     try:
         result = unpickler.load()
     except (LoadError, RecursionError):
@@ -382,9 +422,9 @@ def loads(
             record_id,
         ) from exc
     finally:
-        _watch.slots.pop()
-        with _frames_lock:
-            _frames.pop(key, None)
+        slots.pop()
+        if unpickler.frame_key is not None:
+            _frames.pop(unpickler.frame_key, None)
     if frame.handed_out and (not frame.slot or frame.slot[0] is not result):
         raise LoadError(
             f"record {record_id}: a reference cycle leads back to it, but its root is not "
@@ -401,8 +441,7 @@ def in_progress(owner: object, record_id: Any) -> tuple[bool, Any]:
     returns ``(True, None)`` if the root has not been created yet and
     ``(False, None)`` if the record is not being loaded.
     """
-    with _frames_lock:
-        frame = _frames.get((id(owner), record_id))
+    frame = _frames.get((id(owner), record_id))
     if frame is None:
         return False, None
     if frame.slot:

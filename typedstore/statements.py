@@ -48,11 +48,14 @@ class Compiled:
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """Driver parameters for ``values`` (keyed by bind name)."""
         processors = self.processors
-        if processors:
-            values = {k: (processors[k](v) if k in processors else v) for k, v in values.items()}
         if self.positional:
-            return tuple(values[name] for name in self.names)
-        return dict(values)
+            if not processors:
+                return tuple([values[name] for name in self.names])
+            return tuple([processors[name](values[name]) if name in processors
+                          else values[name] for name in self.names])
+        if not processors:
+            return dict(values)
+        return {k: (processors[k](v) if k in processors else v) for k, v in values.items()}
 
 
 class RecordStatements:

@@ -93,6 +93,65 @@ def _restore_attr(obj: Any, name: str, value: Any) -> None:
         log.debug("cannot restore %s on %r", name, type(obj))
 
 
+class _TransactionBlock:
+    """The ``with store.transaction():`` block (a class: it is on every write's path)."""
+
+    __slots__ = ("outer", "store", "txn")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> Store:
+        store = self.store
+        store._lock.acquire()
+        txn = store._txn
+        if txn is not None:
+            txn.depth += 1
+            self.outer = False
+            self.txn = txn
+            return store
+        txn = self.txn = store._txn = _Transaction()
+        self.outer = True
+        store._identity.begin()
+        try:
+            store._begin()
+        except BaseException:
+            store._txn = None
+            store._identity.end(rollback=True)
+            store._lock.release()
+            raise
+        return store
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        store, txn = self.store, self.txn
+        try:
+            if not self.outer:
+                txn.depth -= 1
+                if exc_type is not None:
+                    txn.doomed = True
+                return
+            try:
+                if exc_type is None:
+                    if txn.doomed:
+                        raise TransactionError(
+                            f"{store._describe()}: an inner transaction block failed; "
+                            "the whole transaction was rolled back"
+                        )
+                    store._commit()
+            except BaseException:
+                store._abort(txn)
+                raise
+            else:
+                if exc_type is not None:
+                    store._abort(txn)
+                else:
+                    store._identity.end(rollback=False)
+            finally:
+                store._txn = None
+        finally:
+            store._lock.release()
+
+
 #: Recursion limit while loading: each link of a chain of references costs a few
 #: Python frames (the unpickler calls back into the store), so a chain of a few
 #: hundred Persistables would exceed Python's default limit of 1000.
@@ -229,8 +288,7 @@ class Store(ABC):
 
     # ------------------------------------------------------------ transactions
 
-    @contextmanager
-    def transaction(self) -> Iterator[Store]:
+    def transaction(self) -> _TransactionBlock:
         """Group saves, replaces and removes into one atomic commit.
 
         Everything written inside the block is committed together when it
@@ -241,41 +299,7 @@ class Store(ABC):
         outer block then raises :class:`TransactionError` instead of
         committing half of it.
         """
-        with self._lock:
-            txn = self._txn
-            if txn is not None:
-                txn.depth += 1
-                try:
-                    yield self
-                except BaseException:
-                    txn.doomed = True
-                    raise
-                finally:
-                    txn.depth -= 1
-                return
-            txn = self._txn = _Transaction()
-            self._identity.begin()
-            try:
-                self._begin()
-            except BaseException:
-                self._txn = None
-                self._identity.end(rollback=True)
-                raise
-            try:
-                yield self
-                if txn.doomed:
-                    raise TransactionError(
-                        f"{self._describe()}: an inner transaction block failed; "
-                        "the whole transaction was rolled back"
-                    )
-                self._commit()
-            except BaseException:
-                self._abort(txn)
-                raise
-            else:
-                self._identity.end(rollback=False)
-            finally:
-                self._txn = None
+        return _TransactionBlock(self)
 
     def _abort(self, txn: _Transaction) -> None:
         try:
