@@ -61,7 +61,7 @@ def one_round(cls: type[Contestant], where: Path, n: int, pg_url: str | None) ->
     t, listed = timed(c.list)
     rates["list"] = len(listed) / t
     c.close()
-    del loaded
+    loaded = []
 
     c = cls(where, pg_url)
     c.open()
@@ -108,7 +108,7 @@ def pg_schema(url: str) -> Iterator[str | None]:
         engine = sa.create_engine(url)
         with engine.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure means "skip PostgreSQL"
+    except Exception as exc:  # any failure means "skip PostgreSQL"
         print(f"PostgreSQL unreachable ({type(exc).__name__}); skipping it", file=sys.stderr)
         yield None
         return
@@ -160,7 +160,7 @@ def run_with(n: int, rounds: int, only: list[str] | None, scale: bool,
                 "disk_bytes_per_object": disk[cls.name],
                 "peak_stream_mb": memory[cls.name],
             }
-        for name, entry in results["contestants"].items():
+        for entry in results["contestants"].values():
             floor = results["contestants"].get(entry["floor"])
             entry["ratio"] = {
                 op: (rate / floor["ops_per_s"][op]) if floor else None
