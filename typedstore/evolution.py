@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.operations import MigrateOperation, Operations
 
 from .defaults import STREAM_BATCH_SIZE
 from .errors import SchemaError, StoreError
@@ -142,7 +143,7 @@ def backfill(
                     .order_by(table.c.id).limit(batch_size)).all()
             if not batch:
                 break
-            rows, failures = _compute(store, specs, batch)
+            rows, failures = _compute(store._rows, specs, batch, _store_loader(store))
             if failures and not leave_null:
                 listing = "; ".join(f"{id_}: {reason}" for id_, reason in failures)
                 raise BackfillError(
@@ -164,30 +165,37 @@ def backfill(
     return report
 
 
-def _compute(store: Any, specs: Sequence[Any],
-             batch: Sequence[Any]) -> tuple[list[dict[str, Any]], list[tuple[Any, str]]]:
+def _compute(rows_builder: Any, specs: Sequence[Any], batch: Sequence[Any],
+             load: Callable[[Any, bytes], Any]) -> tuple[list[dict[str, Any]],
+                                                        list[tuple[Any, str]]]:
+    """New column values for a batch of ``(id, data)`` rows, and the rows that failed."""
     rows: list[dict[str, Any]] = []
     failures: list[tuple[Any, str]] = []
     for id_, data in batch:
         values: dict[str, Any] = {"k_id": id_}
         try:
-            obj = None
-            if data is not None:
-                # The payload is in hand: unpickle it, without reading the row again.
-                pid = IntId(id_)
-                with store._lock:
-                    obj = store._identity.get(pid)
-                    if obj is None:
-                        obj = store._load_record(pid, bytes(data), None)
+            obj = load(id_, bytes(data)) if data is not None else None
             if obj is None or isinstance(obj, MissingClass):
                 raise StoreError(f"record {id_} cannot be loaded")
             for spec in specs:
-                values[spec.name] = store._rows.field_value(spec, obj, id_)
+                values[spec.name] = rows_builder.field_value(spec, obj, id_)
         except StoreError as exc:
             failures.append((id_, str(exc)))
             values.update({spec.name: None for spec in specs})
         rows.append(values)
     return rows, failures
+
+
+def _store_loader(store: Any) -> Callable[[Any, bytes], Any]:
+    """Unpickle a payload already in hand through the store (no second read)."""
+
+    def load(id_: Any, data: bytes) -> Any:
+        pid = IntId(id_)
+        with store._lock:
+            obj = store._identity.get(pid)
+            return obj if obj is not None else store._load_record(pid, data, None)
+
+    return load
 
 
 def _save_checkpoint(conn: sa.Connection, checkpoints: sa.Table, table: str, key: str,
@@ -223,3 +231,80 @@ def rewrite_all(store: Store, *, batch_size: int = STREAM_BATCH_SIZE,
             store.invalidate_cache()
             advance(len(chunk))
     return skipped
+
+
+# ---------------------------------------------------------------- as a migration operation
+
+
+@Operations.register_operation("backfill_column")
+class BackfillOp(MigrateOperation):
+    """``op.backfill_column(["cores"], row_model=JobRow)`` in a migration file.
+
+    Fills the columns for every row inside the migration's own transaction
+    (atomic: an interruption rolls it back, and the migration runs again from
+    the start), batch by batch in constant memory. For a resumable back-fill
+    of a big table, run :func:`backfill` after the migration instead.
+    """
+
+    def __init__(self, columns: Sequence[str], row_model: Any, batch_size: int = STREAM_BATCH_SIZE,
+                 leave_null: bool = False) -> None:
+        self.columns = list(columns)
+        self.row_model = row_model
+        self.batch_size = batch_size
+        self.leave_null = leave_null
+
+    @classmethod
+    def backfill_column(cls, operations: Operations, columns: Sequence[str], row_model: Any,
+                        batch_size: int = STREAM_BATCH_SIZE, leave_null: bool = False) -> Any:
+        return operations.invoke(cls(columns, row_model, batch_size, leave_null))
+
+
+@Operations.implementation_for(BackfillOp)
+def _run_backfill_op(operations: Operations, operation: BackfillOp) -> None:
+    from .migrations import store_table
+    from .rows import RowBuilder
+    from .serialization import loads
+    from .tables import build_table, new_metadata
+
+    connection = operations.get_bind()
+    name = store_table()
+    table = build_table(name, new_metadata(), operation.row_model)
+    builder = RowBuilder(table, operation.row_model)
+    specs = [f for f in builder.fields if f.name in operation.columns]
+    missing = set(operation.columns) - {f.name for f in specs}
+    if missing:
+        raise SchemaError(f"table {name!r}: no extracted column(s) {sorted(missing)}", table=name)
+    cache: dict[Any, Any] = {}
+
+    def load(id_: Any, data: bytes) -> Any:
+        def resolve(ref: Any) -> Any:
+            key = int(ref)
+            if key not in cache:
+                row = connection.execute(sa.select(table.c.data).where(table.c.id == key)).first()
+                if row is None:
+                    raise StoreError(f"record {id_} references {key}, which is not stored")
+                cache[key] = loads(bytes(row[0]), resolve, record_id=key, owner=cache)
+            return cache[key]
+
+        obj = loads(data, resolve, record_id=id_, owner=cache)
+        cache[int(id_)] = obj
+        return obj
+
+    update = table.update().where(table.c.id == sa.bindparam("k_id")).values(
+        {f.name: sa.bindparam(f.name) for f in specs})
+    cursor = 0
+    while True:
+        batch = connection.execute(
+            sa.select(table.c.id, table.c.data).where(table.c.id > cursor)
+            .order_by(table.c.id).limit(operation.batch_size)).all()
+        if not batch:
+            break
+        rows, failures = _compute(builder, specs, batch, load)
+        if failures and not operation.leave_null:
+            listing = "; ".join(f"{id_}: {reason}" for id_, reason in failures)
+            raise BackfillError(f"table {name!r}: back-fill stopped: {listing}", name, failures)
+        for id_, reason in failures:
+            log.warning("table %s: row %s left NULL: %s", name, id_, reason)
+        connection.execute(update, rows)
+        cursor = int(batch[-1][0])
+        cache.clear()

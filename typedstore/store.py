@@ -438,8 +438,7 @@ class Store(ABC):
             obj = self._identity.get(pid)
             if obj is not None:
                 return obj
-            with _deep_references():
-                return self._load_record(pid)
+            return self._load_record(pid)
 
     def _load_record(self, pid: Any, payload: bytes | None = None,
                      version: int | None = None) -> Any:
@@ -491,7 +490,8 @@ class Store(ABC):
                 )
             return root
         try:
-            return self._load_record(pid)
+            with _deep_references():
+                return self._load_record(pid)
         except NotFoundError as exc:
             raise LoadError(
                 f"{self._describe()}: a record references {pid}, which is not stored", pid
