@@ -40,6 +40,9 @@ SQLITE_PRAGMAS: dict[str, str] = {
 #: Seconds a SQLite connection waits for another writer's lock before failing.
 SQLITE_BUSY_TIMEOUT = 60.0
 
+#: Seconds a process waits for another one changing a store table's schema.
+SCHEMA_LOCK_TIMEOUT = 120.0
+
 #: Seconds a file-store process waits for a directory lock (id counter, index).
 ID_LOCK_TIMEOUT = 60.0
 

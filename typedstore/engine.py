@@ -16,6 +16,8 @@ database (``sqlite://``) lives in one connection shared by the whole store
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +25,26 @@ from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
 from .defaults import SQLITE_BUSY_TIMEOUT, SQLITE_PRAGMAS
+
+
+def _pragma(cursor: Any, name: str, value: str) -> None:
+    """Apply one pragma. Switching a new database to WAL needs an exclusive lock, and
+    SQLite may refuse it at once ("database is locked") instead of waiting while
+    other processes open the same new file; WAL is persistent, so it is set only
+    when not in effect yet, retrying briefly."""
+    if name == "journal_mode":
+        current = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(current).lower() == value.lower():
+            return
+        for attempt in range(50):
+            try:
+                cursor.execute(f"PRAGMA {name}={value}")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.05)
+    cursor.execute(f"PRAGMA {name}={value}")
 
 
 def is_sqlite(engine: sa.Engine) -> bool:
@@ -47,7 +69,7 @@ def create_store_engine(url: str | sa.URL, **options: Any) -> sa.Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for name, value in SQLITE_PRAGMAS.items():
-            cursor.execute(f"PRAGMA {name}={value}")
+            _pragma(cursor, name, value)
         cursor.close()
 
     @event.listens_for(engine, "begin")

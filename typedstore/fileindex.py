@@ -6,21 +6,25 @@ the same ``state`` and extracted columns a SQL store has (built from the same
 row model), so queries are the same SQLAlchemy expressions and run without
 unpickling any payload.
 
-Agreement with the pickles: a commit first writes each record's new row with
-``_pending = 1`` and the ``(mtime_ns, size, inode)`` of the temporary file
-about to be renamed over the record, then renames, then clears ``_pending``.
-All of it happens under the store's commit lock. A crash in between leaves
-rows marked pending; before answering a query the index checks each pending
-row against its file: same identity -> the rename happened, the row is right;
-otherwise the row is rebuilt from the pickle actually there (or dropped when
-the file is gone). Files without a row (written by GC3Pie, or before the index
-existed) are indexed on the first query of each store instance.
+Agreement with the pickles: a commit writes each record's new row marked
+``_pending = 1`` before it renames the record's file, and clears the mark
+after, all under the store's commit lock. A crash in between leaves rows
+marked; before answering a query (under the same lock, so no commit is half
+way) the index rebuilds every marked row from the pickle actually on disk, or
+drops it when the file is gone. Files without a row (written by GC3Pie, or
+before the index existed) are indexed on the first query of each store instance.
+
+Several row models on one directory: the index table holds the union of the
+columns every opener asked for (columns are added, never dropped). A store
+whose row model does not cover every column leaves the rows it writes marked
+``_pending = 2`` ("other columns stale"), and a store that covers them rebuilds
+such rows before its next query. So a store opened without a row model never
+spoils the typed index of one opened with it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,13 +40,10 @@ from .tables import build_table, new_metadata
 log = logging.getLogger(__name__)
 
 #: Columns the index keeps for itself (never part of a returned row).
-INTERNAL_COLUMNS = ("_seqno", "_pending", "_mtime_ns", "_size", "_ino")
+INTERNAL_COLUMNS = ("_seqno", "_pending")
 
-Stat = tuple[int, int, int]
-
-
-def file_identity(st: os.stat_result) -> Stat:
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+#: ``_pending`` values.
+SETTLED, WRITING, OTHERS_STALE = 0, 1, 2
 
 
 def _seqno(name: str) -> int:
@@ -51,17 +52,18 @@ def _seqno(name: str) -> int:
 
 
 class FileIndex:
-    """One file store's index database.
+    """One file store's view of the index database.
 
     Attributes:
-        table (sqlalchemy.Table): the index table (``id`` is the record id as text).
+        table (sqlalchemy.Table): the index columns this store knows (``id`` is
+            the record id as text).
         rows (RowBuilder): computes a record's indexed values from its object.
+        covers_all (bool): this store's columns are all the index has.
         engine (sqlalchemy.Engine): the SQLite engine of ``index.db``.
     """
 
     def __init__(self, path: Path, row_model: type[SQLModel] | None,
                  extra_fields: Any = None) -> None:
-        metadata = new_metadata()
         model_table = build_table("records", new_metadata(), row_model, extra_fields,
                                   bookkeeping=False)
         columns: list[sa.Column[Any]] = [sa.Column("id", sa.String(255), primary_key=True)]
@@ -70,29 +72,47 @@ class FileIndex:
             # The N of an id "PREFIX.N", so rows order as ids do (job.9 before job.10).
             sa.Column("_seqno", sa.BigInteger, nullable=False, server_default="-1"),
             sa.Column("_pending", sa.Integer, nullable=False, server_default="0", index=True),
-            sa.Column("_mtime_ns", sa.BigInteger),
-            sa.Column("_size", sa.BigInteger),
-            sa.Column("_ino", sa.BigInteger),
         ]
-        self.table = sa.Table("records", metadata, *columns)
+        self.table = sa.Table("records", new_metadata(), *columns)
         self.rows = RowBuilder(self.table, row_model)
         self.engine = create_store_engine(f"sqlite:///{path}")
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
                 conn.begin():
-            self._check_or_reset(conn)
             self.table.create(conn, checkfirst=True)
+            self._widen(conn)
+            self._check_coverage(conn)
         self.synced = False
 
-    def _check_or_reset(self, conn: sa.Connection) -> None:
-        """An index built for other columns is dropped: it is rebuilt from the pickles."""
-        inspector = sa.inspect(conn)
-        if not inspector.has_table("records"):
-            return
-        have = {c["name"] for c in inspector.get_columns("records")}
-        if have != set(self.table.c.keys()):
-            log.warning("file store index has columns %s, the row model needs %s; rebuilding it",
-                        sorted(have), sorted(self.table.c.keys()))
-            conn.exec_driver_sql("DROP TABLE records")
+    def _widen(self, conn: sa.Connection) -> None:
+        """Add this store's columns the index lacks (and bump the columns' version)."""
+        have = {c["name"] for c in sa.inspect(conn).get_columns("records")}
+        added = [c for c in self.table.columns if c.name not in have]
+        for column in added:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f'ALTER TABLE records ADD COLUMN "{column.name}" {kind}')
+        if added:
+            log.info("file store index: added column(s) %s; re-indexing from the pickles",
+                     ", ".join(c.name for c in added))
+            conn.execute(self.table.update().values(_pending=OTHERS_STALE))
+            for column in added:
+                if column.index:
+                    conn.exec_driver_sql(
+                        f'CREATE INDEX IF NOT EXISTS "ix_records_{column.name}" '
+                        f'ON records ("{column.name}")')
+            version = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
+            conn.exec_driver_sql(f"PRAGMA user_version = {int(version) + 1}")
+
+    def _check_coverage(self, conn: sa.Connection) -> None:
+        """Recompute :attr:`covers_all` when another store added columns since we looked.
+
+        ``PRAGMA user_version`` counts column additions, so the check costs one
+        pragma read per commit, not an inspection of the table.
+        """
+        version = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
+        if version != getattr(self, "_columns_version", None):
+            have = {c["name"] for c in sa.inspect(conn).get_columns("records")}
+            self.covers_all = have <= set(self.table.c.keys())
+            self._columns_version = version
 
     # ------------------------------------------------------------ writing
 
@@ -107,28 +127,29 @@ class FileIndex:
         update = {c.name: stmt.excluded[c.name] for c in self.table.columns if c.name != "id"}
         conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update), rows)
 
-    def stage(self, writes: Iterable[tuple[str, dict[str, Any], Stat]],
+    def stage(self, writes: Iterable[tuple[str, dict[str, Any]]],
               deletes: Iterable[str]) -> None:
-        """Before the renames: new rows marked pending, with their files' identity."""
-        rows = [{"id": id_, **values, "_seqno": _seqno(id_), "_pending": 1,
-                 "_mtime_ns": st[0], "_size": st[1], "_ino": st[2]}
-                for id_, values, st in writes]
+        """Before the renames: the new rows, marked as being written."""
+        rows = [{"id": id_, **values, "_seqno": _seqno(id_), "_pending": WRITING}
+                for id_, values in writes]
         deletes = list(deletes)
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
                 conn.begin():
             self._upsert(conn, rows)
             if deletes:
                 conn.execute(self.table.update().where(self.table.c.id.in_(deletes))
-                             .values(_pending=1))
+                             .values(_pending=WRITING))
 
     def settle(self, written: Iterable[str], deletes: Iterable[str]) -> None:
-        """After the renames: the rows are true."""
+        """After the renames: the rows are true (for this store's columns)."""
         written, deletes = list(written), list(deletes)
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
                 conn.begin():
+            self._check_coverage(conn)
+            done = SETTLED if self.covers_all else OTHERS_STALE
             if written:
                 conn.execute(self.table.update().where(self.table.c.id.in_(written))
-                             .values(_pending=0))
+                             .values(_pending=done))
             if deletes:
                 conn.execute(self.table.delete().where(self.table.c.id.in_(deletes)))
 
@@ -142,53 +163,41 @@ class FileIndex:
     ) -> None:
         """Make the index agree with the files (see the module docstring).
 
-        ``extract(name)`` returns the indexed values of the record in file
-        ``name``, or ``None`` if it cannot be read (the row is then dropped and
-        the error logged by the caller).
+        The caller holds the store's commit lock. ``extract(name)`` returns the
+        indexed values of the record in file ``name``, or ``None`` if it cannot
+        be read (the row is then dropped; the caller logs why).
         """
         t = self.table
         with self.engine.connect() as conn:
-            pending = conn.execute(
-                sa.select(t.c.id, t.c._mtime_ns, t.c._size, t.c._ino).where(t.c._pending == 1)
-            ).all()
+            self._check_coverage(conn)
+            stale = [r[0] for r in conn.execute(sa.select(t.c.id).where(
+                t.c._pending == WRITING if not self.covers_all else t.c._pending != SETTLED))]
             known = None if self.synced else {r[0] for r in conn.execute(sa.select(t.c.id))}
-        rebuild: list[str] = []
-        confirmed: list[str] = []
+        rebuild = list(stale)
         gone: list[str] = []
-        for id_, mtime_ns, size, ino in pending:
-            try:
-                st = file_identity((directory / id_).stat())
-            except FileNotFoundError:
-                gone.append(id_)
-                continue
-            (confirmed if st == (mtime_ns, size, ino) else rebuild).append(id_)
         if known is not None:
             present = set(names())
             rebuild += sorted(present - known)
             gone += sorted(known - present)
-        if not (rebuild or confirmed or gone):
+        if not (rebuild or gone):
             self.synced = True
             return
+        done = SETTLED if self.covers_all else OTHERS_STALE
         rows = []
         for id_ in rebuild:
-            try:
-                st = file_identity((directory / id_).stat())
-            except FileNotFoundError:
+            if not (directory / id_).exists():
                 gone.append(id_)
                 continue
             values = extract(id_)
             if values is None:
                 gone.append(id_)
                 continue
-            rows.append({"id": id_, **values, "_seqno": _seqno(id_), "_pending": 0,
-                         "_mtime_ns": st[0], "_size": st[1], "_ino": st[2]})
+            rows.append({"id": id_, **values, "_seqno": _seqno(id_), "_pending": done})
         if rows:
             log.info("file store index: indexed %d record(s) from their pickles", len(rows))
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
                 conn.begin():
             self._upsert(conn, rows)
-            if confirmed:
-                conn.execute(t.update().where(t.c.id.in_(confirmed)).values(_pending=0))
             if gone:
                 conn.execute(t.delete().where(t.c.id.in_(gone)))
         self.synced = True

@@ -37,7 +37,7 @@ from filelock import FileLock
 
 from .defaults import BACKUP_SUFFIX, DEFAULT_PROTOCOL, FILESTORE_META_DIR, ID_LOCK_TIMEOUT
 from .errors import LoadError, NotFoundError, SaveError, StoreError
-from .fileindex import FileIndex, Stat, file_identity
+from .fileindex import FileIndex
 from .ids import FileCounter, Id, IdFactory
 from .query import Query, QuerySource
 from .store import Store
@@ -224,31 +224,30 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     def _temp_path(self, id_: Any) -> Path:
         return self.directory / f".{id_}.{os.getpid()}.{next(self._tmp_counter)}{_TMP_SUFFIX}"
 
-    def _write_temp(self, id_: Any, payload: bytes) -> tuple[Path, Stat]:
+    def _write_temp(self, id_: Any, payload: bytes) -> Path:
         tmp = self._temp_path(id_)
         with open(tmp, "wb") as stream:
             stream.write(payload)
             stream.flush()
             if self._durable:
                 os.fsync(stream.fileno())
-            st = file_identity(os.fstat(stream.fileno()))
-        return tmp, st
+        return tmp
 
     def _commit(self) -> None:
         pending, self._pending = self._pending, {}
         if not pending:
             return
         staged: list[tuple[str, str | None]] = []  # (record name, temp name or None=delete)
-        index_rows: list[tuple[str, dict[str, Any], Stat]] = []
+        index_rows: list[tuple[str, dict[str, Any]]] = []
         try:
             for id_, entry in pending.items():
                 if entry is _DELETE:
                     staged.append((str(id_), None))
                     continue
                 payload, values = entry
-                tmp, st = self._write_temp(id_, payload)
+                tmp = self._write_temp(id_, payload)
                 staged.append((str(id_), tmp.name))
-                index_rows.append((str(id_), values, st))
+                index_rows.append((str(id_), values))
         except BaseException:
             for _, tmp_name in staged:
                 if tmp_name is not None:
@@ -276,7 +275,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 journal.unlink()
             if self._durable:
                 _fsync_dir(self.directory)
-            self.index.settle([name for name, _, _ in index_rows], deletes)
+            self.index.settle([name for name, _ in index_rows], deletes)
 
     def _apply(self, staged: list[tuple[str, str | None]]) -> None:
         """Rename temporaries over records and delete removed ones (idempotent)."""

@@ -66,9 +66,14 @@ class IdentityMap:
         self._strong.pop(id_, None)
         self._versions.pop(id_, None)
 
-    def put(self, id_: Any, obj: Any, version: int | None) -> None:
-        """Map ``id_`` to ``obj`` stored at ``version``."""
-        self._remember(id_)
+    def put(self, id_: Any, obj: Any, version: int | None, journal: bool = True) -> None:
+        """Map ``id_`` to ``obj`` stored at ``version``.
+
+        ``journal=False`` for objects loaded from committed data: a rollback
+        must not forget them (the caller still holds them, at that version).
+        """
+        if journal:
+            self._remember(id_)
         self._set(id_, obj, version)
 
     def discard(self, id_: Any) -> None:

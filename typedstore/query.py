@@ -46,6 +46,15 @@ class QuerySource:
     def _query_connection(self) -> sa.Connection:
         """A connection to run a query on; the query closes it."""
 
+    def _run_select(self, statement: sa.Select[Any]) -> Iterator[Any]:
+        """Stream the rows of ``statement`` (on a pooled connection, in batches)."""
+        conn = self._query_connection()
+        try:
+            result = conn.execution_options(yield_per=STREAM_BATCH_SIZE).execute(statement)
+            yield from result
+        finally:
+            conn.close()
+
     def _object_columns(self) -> Sequence[sa.ColumnElement[Any]]:
         """Columns :meth:`_load_rows` needs to turn rows into objects."""
         c = self.table.c
@@ -127,14 +136,7 @@ class Query:
         return stmt
 
     def _stream(self, columns: Sequence[Any]) -> Iterator[Any]:
-        conn = self.source._query_connection()
-        try:
-            result = conn.execution_options(yield_per=STREAM_BATCH_SIZE).execute(
-                self._select(columns)
-            )
-            yield from result
-        finally:
-            conn.close()
+        return self.source._run_select(self._select(columns))
 
     def tuples(self) -> Iterator[sa.Row[Any]]:
         """Stream SQLAlchemy rows (attribute access by column name), ``data`` left out."""
@@ -174,11 +176,34 @@ class Query:
     def count(self) -> int:
         """How many rows match (ignores ordering; honours limit and offset)."""
         inner = self._select([self.source.table.c.id]).order_by(None).subquery()
-        with self.source._query_connection() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one())
+        for row in self.source._run_select(sa.select(sa.func.count()).select_from(inner)):
+            return int(row[0])
+        raise AssertionError("COUNT returned no row")
 
     def __repr__(self) -> str:
         return f"<Query {self._select(self.source._result_columns())}>"
+
+
+class ResultRow(tuple):  # type: ignore[type-arg]
+    """A result row read on a driver connection: a tuple with SQLAlchemy ``Row``'s
+    attribute access and ``_mapping``."""
+
+    _fields: tuple[str, ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[self._fields.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+    @property
+    def _mapping(self) -> dict[str, Any]:
+        return dict(zip(self._fields, self, strict=True))
+
+
+def row_class(fields: Sequence[str]) -> type[ResultRow]:
+    """A :class:`ResultRow` subclass for these column names."""
+    return type("ResultRow", (ResultRow,), {"_fields": tuple(fields), "__slots__": ()})
 
 
 def _column(table: sa.Table, name: str) -> sa.Column[Any]:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -34,7 +36,7 @@ from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE
+from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT
 from .engine import create_store_engine
 from .errors import SchemaError
 from .rows import BOOKKEEPING_COLUMNS, DEFAULT_KEY
@@ -254,14 +256,45 @@ def _target(url: str, table: str | None) -> tuple[str, str]:
     return parsed.target, table or parsed.table or DEFAULT_TABLE
 
 
+@contextmanager
+def schema_lock(connection: sa.Connection, table: str) -> Iterator[None]:
+    """Let one process at a time change the schema of ``table``.
+
+    PostgreSQL: a transaction-scoped advisory lock. MySQL/MariaDB: a named
+    lock (``GET_LOCK``; DDL commits implicitly there, so a transaction could
+    not hold it). SQLite: the caller's ``BEGIN IMMEDIATE`` already excludes
+    other writers. Whoever waited finds the work done: migrations are
+    idempotent.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        key = zlib.crc32(f"typedstore:{table}".encode())
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        yield
+    elif dialect in ("mysql", "mariadb"):
+        name = f"typedstore:{table}"[:64]
+        got = connection.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
+                                 {"name": name, "timeout": int(SCHEMA_LOCK_TIMEOUT)}).scalar()
+        if got != 1:
+            raise SchemaError(f"table {table!r}: another process has been changing its schema "
+                              f"for {SCHEMA_LOCK_TIMEOUT:.0f} s", table=table)
+        try:
+            yield
+        finally:
+            connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+    else:
+        yield
+
+
 def migrate(connection: sa.Connection, url: str, table: str, revision: str = "head",
             downgrade: bool = False) -> None:
     """Run typedstore's migrations for ``table`` on ``connection`` (in its transaction)."""
     config = _config(url, table, connection=connection)
-    if downgrade:
-        command.downgrade(config, revision)
-    else:
-        command.upgrade(config, revision)
+    with schema_lock(connection, table):
+        if downgrade:
+            command.downgrade(config, revision)
+        else:
+            command.upgrade(config, revision)
 
 
 def add_missing_columns(connection: sa.Connection, table: str, row_model: RowModel = None,
@@ -322,7 +355,8 @@ def upgrade(url: str, table: str | None = None, row_model: RowModel = None,
     target, table = _target(url, table)
     engine = create_store_engine(target, poolclass=sa.pool.NullPool)
     try:
-        with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin(), \
+                schema_lock(conn, table):
             migrate(conn, url, table)
             if add_columns:
                 return add_missing_columns(conn, table, row_model, extra_fields)

@@ -32,13 +32,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from .defaults import DEFAULT_PROTOCOL, DEFAULT_TABLE, ID_BLOCK_SIZE
+from .defaults import DEFAULT_PROTOCOL, DEFAULT_TABLE, ID_BLOCK_SIZE, STREAM_BATCH_SIZE
 from .engine import create_store_engine, is_sqlite
 from .errors import ConflictError, LoadError, NotFoundError, SchemaError, StoreError
 from .ids import IdFactory, IntId
-from .query import Query, QuerySource
+from .query import Query, QuerySource, row_class
 from .rows import RowBuilder, now
-from .schema import add_missing_columns, check_store, inspect_store, migrate, upgrade_command
+from .schema import (
+    add_missing_columns,
+    check_store,
+    inspect_store,
+    migrate,
+    schema_lock,
+    upgrade_command,
+)
 from .statements import Compiled, RecordStatements
 from .store import Store
 from .tables import build_table, counter_table, new_metadata
@@ -124,7 +131,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                             "GC3Pie?): adding typedstore's bookkeeping columns", parsed,
                             self.table_name)
             with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                    conn.begin():
+                    conn.begin(), schema_lock(conn, self.table_name):
                 migrate(conn, parsed.original, self.table_name)
                 add_missing_columns(conn, self.table_name, row_model, extra_fields)
             with self.engine.connect() as conn:
@@ -292,14 +299,20 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         if cursor.rowcount == 0:
             cursor.execute(sql["max"].sql, sql["max"].params({}))
             largest = cursor.fetchone()[0] or 0
+            # A savepoint, so that losing the race to create the row leaves the
+            # transaction usable (PostgreSQL aborts a transaction on any error).
+            cursor.execute("SAVEPOINT typedstore_counter")
             try:
                 cursor.execute(sql["init"].sql, sql["init"].params(
                     {"name": self.table_name, "first": largest + 1 + n}))
-                return int(largest) + 1
             except Exception as exc:  # another process created the row first
                 log.debug("counter row for %s created concurrently (%s); retrying",
                           self.table_name, exc)
+                cursor.execute("ROLLBACK TO SAVEPOINT typedstore_counter")
                 cursor.execute(sql["bump"].sql, sql["bump"].params(values))
+            else:
+                cursor.execute("RELEASE SAVEPOINT typedstore_counter")
+                return int(largest) + 1
         cursor.execute(sql["get"].sql, sql["get"].params({"name": self.table_name}))
         return int(cursor.fetchone()[0]) - n
 
@@ -403,6 +416,35 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
 
     def _query_connection(self) -> sa.Connection:
         return self.engine.connect()
+
+    def _run_select(self, statement: sa.Select[Any]) -> Iterator[Any]:
+        """Outside a transaction: a pooled connection, streaming. Inside one: this
+        store's own connection, so the query sees the transaction's writes (and
+        an in-memory database, which has only that connection, keeps its
+        transaction)."""
+        if self._txn is None:
+            yield from super()._run_select(statement)
+            return
+        self._open_db_txn()
+        compiled: Any = statement.compile(dialect=self.engine.dialect)
+        params = compiled.construct_params()
+        processors = compiled._bind_processors
+        values = {k: (processors[k](v) if k in processors else v) for k, v in params.items()}
+        args = (tuple(values[n] for n in compiled.positiontup) if self.engine.dialect.positional
+                else values)
+        self._driver()
+        cursor = self._conn.cursor()  # not the store's cursor: loads may run meanwhile
+        try:
+            cursor.execute(compiled.string, args)
+            make = row_class([c[0] for c in cursor.description])
+            while True:
+                batch = cursor.fetchmany(STREAM_BATCH_SIZE)
+                if not batch:
+                    break
+                for row in batch:
+                    yield make(row)
+        finally:
+            cursor.close()
 
     def _load_rows(self, rows: Iterable[Any]) -> Iterator[Any]:
         for id_, data, version in rows:

@@ -458,7 +458,9 @@ class Store(ABC):
             _set_attr(obj, "persistent_id", pid)
         if hasattr(obj, "changed"):
             _set_attr(obj, "changed", False)
-        self._identity.put(pid, obj, version)
+        # Not journaled: a record written in this transaction is already mapped
+        # (so it is never loaded here), so this is committed data.
+        self._identity.put(pid, obj, version, journal=False)
         return obj
 
     def _unpickle(self, pid: Any, payload: bytes) -> Any:
