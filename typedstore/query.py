@@ -49,10 +49,15 @@ class QuerySource:
     def _run_select(self, statement: sa.Select[Any]) -> Iterator[Any]:
         """Stream the rows of ``statement`` (on a pooled connection, in batches)."""
         conn = self._query_connection()
+        result = None
         try:
             result = conn.execution_options(yield_per=STREAM_BATCH_SIZE).execute(statement)
             yield from result
         finally:
+            # Close the result first: a server-side cursor left half read (a
+            # caller that stopped early) must be drained or discarded cleanly.
+            if result is not None:
+                result.close()
             conn.close()
 
     def _object_columns(self) -> Sequence[sa.ColumnElement[Any]]:
