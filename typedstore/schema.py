@@ -34,6 +34,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlmodel import SQLModel
 
 from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT
@@ -291,10 +292,20 @@ def migrate(connection: sa.Connection, url: str, table: str, revision: str = "he
     """Run typedstore's migrations for ``table`` on ``connection`` (in its transaction)."""
     config = _config(url, table, connection=connection)
     with schema_lock(connection, table):
-        if downgrade:
-            command.downgrade(config, revision)
-        else:
-            command.upgrade(config, revision)
+        try:
+            if downgrade:
+                command.downgrade(config, revision)
+            else:
+                command.upgrade(config, revision)
+        except CommandError as exc:
+            # Typically the table is at a revision of the user's own chain, which
+            # only the user's alembic.ini knows.
+            fix = f"alembic -x url='{redact(url)}' -x table={table} upgrade heads"
+            raise SchemaError(
+                f"{redact(url)}: table {table!r}: {exc}; if it is at a revision of your "
+                f"own migrations, run them with your alembic.ini: {fix}",
+                table=table, command=fix,
+            ) from exc
 
 
 def add_missing_columns(connection: sa.Connection, table: str, row_model: RowModel = None,

@@ -245,10 +245,12 @@ class MissingClass:
     """
 
     missing_class = ""
+    # Class-level defaults: pickle protocols >= 2 build instances without __init__.
+    args: tuple[Any, ...] = ()
+    state: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.args = args
-        self.state: Any = None
 
     def __setstate__(self, state: Any) -> None:
         self.__dict__["state"] = state
@@ -366,14 +368,16 @@ def _needs_mapping(data: bytes) -> bool:
     return any(module in data for module in _alias_modules())
 
 
-_alias_module_cache: tuple[int, tuple[bytes, ...]] = (-1, ())
+_alias_module_cache: tuple[frozenset[tuple[str, str]], tuple[bytes, ...]] = (frozenset(), ())
 
 
 def _alias_modules() -> tuple[bytes, ...]:
+    """Top-level package names of aliased classes, as bytes (recomputed on change)."""
     global _alias_module_cache
-    if _alias_module_cache[0] != len(_CLASS_ALIASES):
-        modules = {module.split(".")[0].encode() for module, _ in _CLASS_ALIASES}
-        _alias_module_cache = (len(_CLASS_ALIASES), tuple(sorted(modules)))
+    keys = frozenset(_CLASS_ALIASES)
+    if _alias_module_cache[0] != keys:
+        modules = {module.split(".")[0].encode() for module, _ in keys}
+        _alias_module_cache = (keys, tuple(sorted(modules)))
     return _alias_module_cache[1]
 
 

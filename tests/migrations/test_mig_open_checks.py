@@ -1,0 +1,81 @@
+"""Opening a store checks the table: behind, ahead, missing columns, missing table."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+import typedstore
+from tests.migrations.models import M1, M2, make_jobs
+from tests.migrations.support import Db, run_alembic
+from typedstore import SchemaError, make_store
+from typedstore.schema import version_table
+
+
+def set_revision(db: Db, table: str, revision: str) -> None:
+    db.execute(f"UPDATE {version_table(table)} SET version_num = :r", r=revision)
+
+
+def test_a_table_behind_the_code_names_the_command_that_upgrades_it(db: Db, table: str) -> None:
+    url = db.at(table)
+    with make_store(url) as store:
+        id_ = store.save({"before": "downgrade"})
+    typedstore.downgrade(url, "ts0001", table)
+    set_revision(db, table, "ts0001")
+
+    with pytest.raises(SchemaError) as info:
+        make_store(url)
+    error = info.value
+    assert error.table == table
+    assert error.current == "ts0001"
+    assert error.required == "ts0002"
+    assert error.command is not None
+    assert error.command.startswith("alembic ")
+    assert "upgrade head" in error.command and f"-x table={table}" in error.command
+    assert error.command in str(error)
+    assert "ts0001" in str(error) and "ts0002" in str(error)
+
+    # The command it names, run as written (from the repository root), fixes it.
+    words = shlex.split(error.command)
+    assert words[0] == "alembic"
+    run_alembic(*words[1:])
+    assert db.revisions(table) == ["ts0002"]
+    with make_store(url, create=False) as store:
+        assert store.load(id_) == {"before": "downgrade"}
+
+
+def test_a_table_ahead_of_the_code_is_refused(db: Db, table: str) -> None:
+    url = db.at(table)
+    typedstore.upgrade(url)
+    set_revision(db, table, "ts9999")
+
+    for create in (True, False):
+        with pytest.raises(SchemaError) as info:
+            make_store(url, create=create)
+        assert info.value.current == "ts9999"
+        assert info.value.required == "ts0002"
+        assert "newer" in str(info.value)
+        assert info.value.command is None  # no command fixes it: upgrade typedstore
+    assert db.revisions(table) == ["ts9999"]
+
+
+def test_a_row_model_column_the_table_lacks_is_named(db: Db, table: str) -> None:
+    url = db.at(table)
+    with make_store(url, row_model=M1) as store:
+        store.save_many(make_jobs(0, 3))
+
+    for create in (True, False):
+        with pytest.raises(SchemaError) as info:
+            make_store(url, row_model=M2, create=create)
+        assert info.value.missing_columns == ("cores",)
+        assert "cores" in str(info.value)
+    assert "cores" not in db.columns(table)
+
+
+def test_create_false_on_a_missing_table(db: Db, table: str) -> None:
+    with pytest.raises(SchemaError) as info:
+        make_store(db.at(table), row_model=M2, create=False)
+    assert info.value.table == table
+    assert info.value.command is not None and info.value.command in str(info.value)
+    assert not db.has_table(table)
