@@ -22,6 +22,11 @@ ID_COUNTER_TABLE = "typedstore_ids"
 #: costs one short write transaction; unused numbers of a block are gaps, never reused.
 ID_BLOCK_SIZE = 100
 
+#: How many ids a file-store process takes from the directory's counter file at once
+#: (each take rewrites and fsyncs that file). Smaller than the SQL block: every
+#: process that saves anything leaves at most this many numbers unused.
+FILE_ID_BLOCK_SIZE = 20
+
 #: State stored for objects without ``obj.execution.state`` (GC3Pie's value).
 UNKNOWN_STATE = "UNKNOWN"
 

@@ -25,6 +25,7 @@ spoils the typed index of one opened with it.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ class FileIndex:
             sa.Column("_pending", sa.Integer, nullable=False, server_default="0", index=True),
         ]
         self.table = sa.Table("records", new_metadata(), *columns)
+        self._columns_version: int | None = None
         self.rows = RowBuilder(self.table, row_model)
         self.engine = create_store_engine(f"sqlite:///{path}")
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
@@ -82,6 +84,9 @@ class FileIndex:
             self._widen(conn)
             self._check_coverage(conn)
         self.synced = False
+        self._raw: Any = None
+        self._raw_pid = 0
+        self._compile_commit_sql()
 
     def _widen(self, conn: sa.Connection) -> None:
         """Add this store's columns the index lacks (and bump the columns' version)."""
@@ -109,7 +114,7 @@ class FileIndex:
         pragma read per commit, not an inspection of the table.
         """
         version = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
-        if version != getattr(self, "_columns_version", None):
+        if version != self._columns_version:
             have = {c["name"] for c in sa.inspect(conn).get_columns("records")}
             self.covers_all = have <= set(self.table.c.keys())
             self._columns_version = version
@@ -127,31 +132,78 @@ class FileIndex:
         update = {c.name: stmt.excluded[c.name] for c in self.table.columns if c.name != "id"}
         conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update), rows)
 
+    # The commit path (stage, settle) runs precompiled SQL on a driver connection
+    # of its own: building SQLAlchemy statements per commit cost more than the
+    # SQLite work itself.
+
+    def _compile_commit_sql(self) -> None:
+        columns = list(self.table.columns)
+        names = ", ".join(f'"{c.name}"' for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        updates = ", ".join(f'"{c.name}" = excluded."{c.name}"' for c in columns
+                            if c.name != "id")
+        self._upsert_sql = (f"INSERT INTO records ({names}) VALUES ({marks}) "
+                            f"ON CONFLICT (id) DO UPDATE SET {updates}")
+        dialect = self.engine.dialect
+        self._columns = [
+            (c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in columns
+        ]
+
+    def _driver(self) -> Any:
+        if self._raw is None or self._raw_pid != os.getpid():
+            pooled = self.engine.raw_connection()
+            self._raw = pooled.driver_connection
+            pooled.detach()
+            self._raw_pid = os.getpid()
+        return self._raw
+
+    def _commit_sql(self, work: Callable[[Any], None]) -> None:
+        db = self._driver()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            work(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _row_params(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            (process(row.get(name)) if process is not None else row.get(name))
+            for name, process in self._columns
+        )
+
     def stage(self, writes: Iterable[tuple[str, dict[str, Any]]],
               deletes: Iterable[str]) -> None:
         """Before the renames: the new rows, marked as being written."""
-        rows = [{"id": id_, **values, "_seqno": _seqno(id_), "_pending": WRITING}
+        rows = [self._row_params({"id": id_, **values, "_seqno": _seqno(id_),
+                                  "_pending": WRITING})
                 for id_, values in writes]
-        deletes = list(deletes)
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                conn.begin():
-            self._upsert(conn, rows)
-            if deletes:
-                conn.execute(self.table.update().where(self.table.c.id.in_(deletes))
-                             .values(_pending=WRITING))
+        marks = [(WRITING, id_) for id_ in deletes]
+
+        def work(db: Any) -> None:
+            db.executemany(self._upsert_sql, rows)
+            if marks:
+                db.executemany("UPDATE records SET _pending = ? WHERE id = ?", marks)
+
+        self._commit_sql(work)
 
     def settle(self, written: Iterable[str], deletes: Iterable[str]) -> None:
         """After the renames: the rows are true (for this store's columns)."""
         written, deletes = list(written), list(deletes)
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                conn.begin():
-            self._check_coverage(conn)
+
+        def work(db: Any) -> None:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version != self._columns_version:
+                have = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+                self.covers_all = have <= set(self.table.c.keys())
+                self._columns_version = version
             done = SETTLED if self.covers_all else OTHERS_STALE
-            if written:
-                conn.execute(self.table.update().where(self.table.c.id.in_(written))
-                             .values(_pending=done))
-            if deletes:
-                conn.execute(self.table.delete().where(self.table.c.id.in_(deletes)))
+            db.executemany("UPDATE records SET _pending = ? WHERE id = ?",
+                           [(done, id_) for id_ in written])
+            db.executemany("DELETE FROM records WHERE id = ?", [(id_,) for id_ in deletes])
+
+        self._commit_sql(work)
 
     # ------------------------------------------------------------ repairing
 
@@ -203,4 +255,7 @@ class FileIndex:
         self.synced = True
 
     def close(self) -> None:
+        if self._raw is not None and self._raw_pid == os.getpid():
+            self._raw.close()
+        self._raw = None
         self.engine.dispose()

@@ -35,10 +35,16 @@ from typing import Any
 import sqlalchemy as sa
 from filelock import FileLock
 
-from .defaults import BACKUP_SUFFIX, DEFAULT_PROTOCOL, FILESTORE_META_DIR, ID_LOCK_TIMEOUT
+from .defaults import (
+    BACKUP_SUFFIX,
+    DEFAULT_PROTOCOL,
+    FILE_ID_BLOCK_SIZE,
+    FILESTORE_META_DIR,
+    ID_LOCK_TIMEOUT,
+)
 from .errors import LoadError, NotFoundError, SaveError, StoreError
 from .fileindex import FileIndex
-from .ids import FileCounter, Id, IdFactory
+from .ids import BlockSequence, FileCounter, Id, IdFactory
 from .query import Query, QuerySource
 from .store import Store
 from .urls import StoreUrl, parse_store_url
@@ -107,7 +113,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self.index = FileIndex(self._meta / "index.db", row_model, extra_fields)
         self.table = self.index.table
         self._counter = FileCounter(self._meta / "next_id", self._largest_id_plus_one)
-        self.idfactory = self.idfactory.with_sequence(self._counter)
+        self._sequence = BlockSequence(self._counter, FILE_ID_BLOCK_SIZE)
+        self.idfactory = self.idfactory.with_sequence(self._sequence)
         if extra:
             log.debug("%s: ignoring arguments %s", self._describe(), sorted(extra))
         self._recover_journal()
@@ -337,6 +344,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         # File locks and pooled SQLite connections must not cross a fork.
         self._commit_lock = FileLock(str(self._meta / "commit.lock"), timeout=ID_LOCK_TIMEOUT)
         self._counter.reset_locks()
+        self._sequence.reset()
         self.index.engine.dispose(close=False)
         self._pending = {}
 

@@ -199,6 +199,42 @@ class FileCounter:
         return first
 
 
+class BlockSequence:
+    """A sequence that takes numbers from a durable one a block at a time.
+
+    ``fetch(k)`` reserves ``k`` consecutive numbers durably (one counter-file
+    rewrite, or one counter-row update) and returns the first; this class hands
+    them out one call at a time. Numbers of a block never handed out (the
+    process ends, :meth:`reset` is called) are gaps, never reissued.
+
+    Attributes:
+        block_size (int): how many numbers one fetch takes at least.
+    """
+
+    def __init__(self, fetch: Callable[[int], int], block_size: int) -> None:
+        self.fetch = fetch
+        self.block_size = block_size
+        self._block = range(0)
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int = 1) -> int:
+        """``n`` consecutive fresh numbers: return the first."""
+        with self._lock:
+            if len(self._block) < n:
+                # A short remainder is dropped: numbers must be consecutive.
+                size = max(n, self.block_size)
+                first = self.fetch(size)
+                self._block = range(first, first + size)
+            first = self._block[0]
+            self._block = self._block[n:]
+            return first
+
+    def reset(self) -> None:
+        """Drop the cached block (after a rollback that returned it, or a fork)."""
+        self._block = range(0)
+        self._lock = threading.Lock()
+
+
 def _home_counter() -> FileCounter:
     home = Path(os.environ.get(ID_COUNTER_HOME_ENV, Path.home() / ".typedstore"))
     home.mkdir(parents=True, exist_ok=True)

@@ -173,9 +173,10 @@ class Query:
 
     def ids(self) -> list[Any]:
         """The ids of the matching rows."""
-        from .ids import IntId, normalize_id
+        from .ids import normalize_id
 
-        return [IntId(r[0]) if isinstance(r[0], int) else normalize_id(r[0])
+        # As store.list(): plain ints for SQL stores, Id values for file stores.
+        return [r[0] if isinstance(r[0], int) else normalize_id(r[0])
                 for r in self._stream([self.source.table.c.id])]
 
     def count(self) -> int:

@@ -197,8 +197,10 @@ def register_class_alias(old: str, new: str | type) -> None:
     Use it after renaming or moving a class: old records keep loading. ``new``
     is a class or its dotted name.
     """
+    global _alias_version
     target = (new.__module__, new.__qualname__) if isinstance(new, type) else _split(new)
     _CLASS_ALIASES[_split(old)] = target
+    _alias_version += 1
 
 
 #: Decides whether a record may name a class: ``(module, name) -> bool``.
@@ -368,16 +370,17 @@ def _needs_mapping(data: bytes) -> bool:
     return any(module in data for module in _alias_modules())
 
 
-_alias_module_cache: tuple[frozenset[tuple[str, str]], tuple[bytes, ...]] = (frozenset(), ())
+_alias_module_cache: tuple[tuple[int, int, int], tuple[bytes, ...]] = ((0, -1, -1), ())
+_alias_version = 0
 
 
 def _alias_modules() -> tuple[bytes, ...]:
     """Top-level package names of aliased classes, as bytes (recomputed on change)."""
     global _alias_module_cache
-    keys = frozenset(_CLASS_ALIASES)
-    if _alias_module_cache[0] != keys:
-        modules = {module.split(".")[0].encode() for module, _ in keys}
-        _alias_module_cache = (keys, tuple(sorted(modules)))
+    key = (id(_CLASS_ALIASES), len(_CLASS_ALIASES), _alias_version)
+    if _alias_module_cache[0] != key:
+        modules = {module.split(".")[0].encode() for module, _ in _CLASS_ALIASES}
+        _alias_module_cache = (key, tuple(sorted(modules)))
     return _alias_module_cache[1]
 
 

@@ -35,7 +35,7 @@ from sqlmodel import SQLModel
 from .defaults import DEFAULT_PROTOCOL, DEFAULT_TABLE, ID_BLOCK_SIZE, STREAM_BATCH_SIZE
 from .engine import create_store_engine, is_sqlite
 from .errors import ConflictError, LoadError, NotFoundError, SchemaError, StoreError
-from .ids import IdFactory, IntId
+from .ids import BlockSequence, IdFactory, IntId
 from .query import Query, QuerySource, row_class
 from .rows import RowBuilder, now
 from .schema import (
@@ -154,8 +154,9 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._cursor: Any = None
         self._deferred: tuple[Compiled, Mapping[str, Any], _Check | None] | None = None
         self._in_db_txn = False
-        self._block = range(0)
-        self.idfactory = self.idfactory.with_sequence(self._allocate_ids)
+        self._inserts: list[Any] = []
+        self._sequence = BlockSequence(self._fetch_block, ID_BLOCK_SIZE)
+        self.idfactory = self.idfactory.with_sequence(self._sequence)
 
     def _default_idfactory(self) -> IdFactory:
         return IdFactory(id_class=IntId)
@@ -217,10 +218,24 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             self._deferred = (compiled, values, check)
         else:
             self._open_db_txn()
-            self._execute_now(compiled, values, check)
+            if compiled is self._stmts.insert:
+                # Inserts of new ids cannot conflict: batch them (executemany).
+                self._inserts.append(compiled.params(values))
+                if len(self._inserts) >= STREAM_BATCH_SIZE:
+                    self._flush_inserts()
+            else:
+                self._flush_inserts()
+                self._execute_now(compiled, values, check)
+
+    def _flush_inserts(self) -> None:
+        """Run the batched inserts (before anything that must see them)."""
+        if self._inserts:
+            batch, self._inserts = self._inserts, []
+            self._driver().executemany(self._stmts.insert.sql, batch)
 
     def _commit(self) -> None:
         if self._in_db_txn:
+            self._flush_inserts()
             self._sql("COMMIT")
             self._in_db_txn = False
         elif self._deferred is not None:
@@ -229,15 +244,17 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
 
     def _rollback(self) -> None:
         self._deferred = None
-        self._block = range(0)
+        self._inserts = []
+        self._sequence.reset()
         if self._in_db_txn:
             self._in_db_txn = False
             self._sql("ROLLBACK")
 
     def _flush_for_read(self) -> None:
-        """Reads inside a transaction must see its deferred write."""
+        """Reads inside a transaction must see its deferred and batched writes."""
         if self._deferred is not None:
             self._open_db_txn()
+        self._flush_inserts()
 
     # ------------------------------------------------------------ ids
 
@@ -258,16 +275,6 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                 dialect, types),
             "max": Compiled(sa.select(sa.func.max(self.table.c.id)), dialect, types),
         }
-
-    def _allocate_ids(self, n: int) -> int:
-        """The id sequence: ``n`` consecutive fresh ids, from the cached block when it has them."""
-        if len(self._block) < n:
-            # A short remainder is dropped: ids must be consecutive; gaps are harmless.
-            first = self._fetch_block(max(n, ID_BLOCK_SIZE))
-            self._block = range(first, first + max(n, ID_BLOCK_SIZE))
-        first = self._block[0]
-        self._block = self._block[n:]
-        return first
 
     def _fetch_block(self, block: int) -> int:
         """Take ``block`` ids from the counter table; return the first."""
@@ -402,7 +409,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         if self._txn is not None:
             self._flush_for_read()
         cursor = self._run(self._stmts.ids, {})
-        return [IntId(row[0]) for row in cursor.fetchall()]
+        # Plain ints, as GC3Pie's list() gave (IntId is an int: they compare equal).
+        return [row[0] for row in cursor.fetchall()]
 
     # ------------------------------------------------------------ queries
 
@@ -426,6 +434,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             yield from super()._run_select(statement)
             return
         self._open_db_txn()
+        self._flush_inserts()
         compiled: Any = statement.compile(dialect=self.engine.dialect)
         params = compiled.construct_params()
         processors = compiled._bind_processors
@@ -464,7 +473,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._conn = self._cursor = None
         self._deferred = None
         self._in_db_txn = False
-        self._block = range(0)
+        self._sequence.reset()
         self.engine.dispose(close=False)
         self.idfactory.discard_reserved()
 
