@@ -426,23 +426,47 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         return self.engine.connect()
 
     def _run_select(self, statement: sa.Select[Any]) -> Iterator[Any]:
-        """Outside a transaction: a pooled connection, streaming. Inside one: this
-        store's own connection, so the query sees the transaction's writes (and
-        an in-memory database, which has only that connection, keeps its
-        transaction)."""
-        if self._txn is None:
+        """Stream the rows of a query.
+
+        Inside a transaction: on this store's own connection, so the query sees
+        the transaction's writes (and an in-memory database, which has only that
+        connection, keeps its transaction). Outside one: SQLite reads on a pooled
+        driver connection (SQLAlchemy's result machinery would cost more than
+        SQLite's own work); PostgreSQL and MySQL stream through SQLAlchemy with
+        server-side cursors.
+        """
+        if self._txn is not None:
+            self._open_db_txn()
+            self._flush_inserts()
+            self._driver()
+            # Not the store's cursor: loads may run while the caller iterates.
+            yield from self._raw_select(self._conn, statement)
+        elif self._sqlite:
+            pooled = self.engine.raw_connection()
+            try:
+                yield from self._raw_select(pooled.driver_connection, statement)
+            finally:
+                pooled.close()
+        else:
             yield from super()._run_select(statement)
-            return
-        self._open_db_txn()
-        self._flush_inserts()
-        compiled: Any = statement.compile(dialect=self.engine.dialect)
+
+    def _raw_select(self, connection: Any, statement: sa.Select[Any]) -> Iterator[Any]:
+        """Run a SQLAlchemy select on a driver connection, with SQLAlchemy's bind and
+        result conversions, yielding :class:`~typedstore.query.ResultRow` rows."""
+        dialect = self.engine.dialect
+        # render_postcompile: "IN" lists and literal-execute values become plain binds.
+        compiled: Any = statement.compile(dialect=dialect,
+                                          compile_kwargs={"render_postcompile": True})
         params = compiled.construct_params()
         processors = compiled._bind_processors
         values = {k: (processors[k](v) if k in processors else v) for k, v in params.items()}
-        args = (tuple(values[n] for n in compiled.positiontup) if self.engine.dialect.positional
-                else values)
-        self._driver()
-        cursor = self._conn.cursor()  # not the store's cursor: loads may run meanwhile
+        args = tuple(values[n] for n in compiled.positiontup) if dialect.positional else values
+        converters = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        ]
+        convert = any(c is not None for c in converters)
+        cursor = connection.cursor()
         try:
             cursor.execute(compiled.string, args)
             make = row_class([c[0] for c in cursor.description])
@@ -450,6 +474,10 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                 batch = cursor.fetchmany(STREAM_BATCH_SIZE)
                 if not batch:
                     break
+                if convert:
+                    batch = [tuple(f(v) if f is not None else v
+                                   for f, v in zip(converters, row, strict=True))
+                             for row in batch]
                 for row in batch:
                     yield make(row)
         finally:
