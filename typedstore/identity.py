@@ -27,6 +27,7 @@ class IdentityMap:
         self._weak: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
         self._strong: dict[Any, Any] = {}
         self._versions: dict[Any, int | None] = {}
+        self._prune_at = 1024
         self.journal: list[tuple[Any, Any, int | None]] | None = None
 
     def get(self, id_: Any) -> Any:
@@ -54,12 +55,14 @@ class IdentityMap:
         except TypeError:  # not weakly referenceable
             self._weak.pop(id_, None)
             self._strong[id_] = obj
-        self._versions[id_] = version
-        if len(self._versions) > 2 * len(self) + 1024:
+        versions = self._versions
+        versions[id_] = version
+        if len(versions) > self._prune_at:
             # Versions of objects that were garbage collected: drop them so a
             # long stream of loads keeps this map small.
             live = set(self._weak.keys()) | set(self._strong)
-            self._versions = {k: v for k, v in self._versions.items() if k in live}
+            self._versions = {k: v for k, v in versions.items() if k in live}
+            self._prune_at = 2 * len(self._versions) + 1024
 
     def _unset(self, id_: Any) -> None:
         self._weak.pop(id_, None)
@@ -86,6 +89,7 @@ class IdentityMap:
         self._weak.clear()
         self._strong.clear()
         self._versions.clear()
+        self._prune_at = 1024
 
     def begin(self) -> None:
         """Start journaling changes for a possible rollback."""

@@ -406,6 +406,28 @@ def loads(
     only when it has work to do: an allow-list, placeholders, or a payload that
     mentions an aliased module.
     """
+    if allow is None and not placeholders and not _needs_mapping(data):
+        # Fast path: the C loader straight from bytes. A record holding
+        # references stops it at the first persistent id; then it is read again
+        # with the resolving unpickler below (objects made so far are dropped).
+        slots = _watch.slots
+        slot: list[Any] = []
+        slots.append(slot)
+        try:
+            return pickle.loads(data)
+        except pickle.UnpicklingError as exc:
+            if "persistent" not in str(exc):
+                raise LoadError(f"record {record_id}: cannot unpickle payload: {exc}",
+                                record_id) from exc
+        except (LoadError, RecursionError):
+            raise
+        except Exception as exc:  # pickle raises many types; name the record in one
+            raise LoadError(
+                f"record {record_id}: cannot unpickle payload: {type(exc).__name__}: {exc}",
+                record_id,
+            ) from exc
+        finally:
+            slots.pop()
     unpickler: _Unpickler
     if allow is not None or placeholders or _needs_mapping(data):
         mapping = _MappingUnpickler(io.BytesIO(data))
