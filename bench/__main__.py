@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -134,8 +135,12 @@ def run_with(n: int, rounds: int, only: list[str] | None, scale: bool,
     samples: dict[str, dict[str, list[float]]] = {c.name: {} for c in contestants}
     disk: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="typedstore-bench-") as tmp:
+        order = list(contestants)
         for r in range(rounds):
-            for cls in contestants:
+            # Interleaved, in a different order each round, so no contestant
+            # always runs first (warm caches, CPU frequency, GC state).
+            random.Random(r).shuffle(order)
+            for cls in order:
                 where = Path(tmp) / f"r{r}_{cls.name.replace('-', '_')}"
                 where.mkdir()
                 result = one_round(cls, where, n, pg_url)
