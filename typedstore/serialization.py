@@ -22,7 +22,8 @@ import io
 import logging
 import pickle
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .defaults import DEFAULT_PROTOCOL
@@ -384,6 +385,20 @@ def _alias_modules() -> tuple[bytes, ...]:
     return _alias_module_cache[1]
 
 
+@contextmanager
+def _naming_errors(record_id: Any) -> Iterator[None]:
+    """Turn whatever unpickling raises into a LoadError naming the record."""
+    try:
+        yield
+    except (LoadError, RecursionError):
+        raise
+    except Exception as exc:  # pickle raises many types; name the record in one
+        raise LoadError(
+            f"record {record_id}: cannot unpickle payload: {type(exc).__name__}: {exc}",
+            record_id,
+        ) from exc
+
+
 def loads(
     data: bytes,
     resolve: Callable[[Any], Any],
@@ -406,30 +421,24 @@ def loads(
     only when it has work to do: an allow-list, placeholders, or a payload that
     mentions an aliased module.
     """
-    if allow is None and not placeholders and not _needs_mapping(data):
+    mapped = allow is not None or placeholders or _needs_mapping(data)
+    slots = _watch.slots
+    if not mapped:
         # Fast path: the C loader straight from bytes. A record holding
         # references stops it at the first persistent id; then it is read again
         # with the resolving unpickler below (objects made so far are dropped).
-        slots = _watch.slots
-        slot: list[Any] = []
-        slots.append(slot)
+        slots.append([])
         try:
-            return pickle.loads(data)
-        except pickle.UnpicklingError as exc:
-            if "persistent" not in str(exc):
-                raise LoadError(f"record {record_id}: cannot unpickle payload: {exc}",
-                                record_id) from exc
-        except (LoadError, RecursionError):
-            raise
-        except Exception as exc:  # pickle raises many types; name the record in one
-            raise LoadError(
-                f"record {record_id}: cannot unpickle payload: {type(exc).__name__}: {exc}",
-                record_id,
-            ) from exc
+            with _naming_errors(record_id):
+                try:
+                    return pickle.loads(data)
+                except pickle.UnpicklingError as exc:
+                    if "persistent" not in str(exc):
+                        raise
         finally:
             slots.pop()
     unpickler: _Unpickler
-    if allow is not None or placeholders or _needs_mapping(data):
+    if mapped:
         mapping = _MappingUnpickler(io.BytesIO(data))
         mapping.allow = allow
         mapping.placeholders = placeholders
@@ -439,17 +448,10 @@ def loads(
     unpickler.resolve = resolve
     unpickler.record_id = record_id
     frame = unpickler.frame = _LoadFrame(owner)
-    slots = _watch.slots
     slots.append(frame.slot)
     try:
-        result = unpickler.load()
-    except (LoadError, RecursionError):
-        raise
-    except Exception as exc:  # pickle raises many types; name the record in one
-        raise LoadError(
-            f"record {record_id}: cannot unpickle payload: {type(exc).__name__}: {exc}",
-            record_id,
-        ) from exc
+        with _naming_errors(record_id):
+            result = unpickler.load()
     finally:
         slots.pop()
         if unpickler.frame_key is not None:
