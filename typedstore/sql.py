@@ -39,6 +39,7 @@ from .ids import BlockSequence, IdFactory, IntId
 from .query import Query, QuerySource, row_class
 from .rows import RowBuilder, now
 from .schema import (
+    TableState,
     add_missing_columns,
     check_store,
     inspect_store,
@@ -116,27 +117,11 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         wanted = build_table(self.table_name, metadata, row_model, extra_fields)
         self._counter = counter_table(metadata)
         self._counter_checked = False
-        with self.engine.connect() as conn:
-            state = inspect_store(conn, self.table_name)
-        if not state.exists or (state.revisions is None and create):
-            if not create:
-                raise SchemaError(
-                    f"{parsed}: table {self.table_name!r} does not exist and create=False; "
-                    f"create it with: {upgrade_command(parsed.original, self.table_name)}",
-                    table=self.table_name,
-                    command=upgrade_command(parsed.original, self.table_name),
-                )
-            if state.exists:
-                log.warning("%s: adopting table %r (no typedstore version table: written by "
-                            "GC3Pie?): adding typedstore's bookkeeping columns", parsed,
-                            self.table_name)
-            with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                    conn.begin(), schema_lock(conn, self.table_name):
-                migrate(conn, parsed.original, self.table_name)
-                add_missing_columns(conn, self.table_name, row_model, extra_fields)
-            with self.engine.connect() as conn:
-                state = inspect_store(conn, self.table_name)
-        check_store(state, wanted, parsed.original)
+        try:
+            state = self._open_table(wanted, create, row_model, extra_fields)
+        except BaseException:
+            self.engine.dispose()
+            raise
         if state.legacy:
             log.warning("%s: table %r has no typedstore bookkeeping columns (a GC3Pie table?); "
                         "using it without version checks until it is upgraded",
@@ -157,6 +142,39 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._inserts: list[Any] = []
         self._sequence = BlockSequence(self._fetch_block, ID_BLOCK_SIZE)
         self.idfactory = self.idfactory.with_sequence(self._sequence)
+
+    def _open_table(self, wanted: sa.Table, create: bool, row_model: Any,
+                    extra_fields: Any) -> TableState:
+        """Check the table against ``wanted``; create or adopt it first when allowed.
+
+        Returns the table's state. Raises SchemaError (with the command that
+        fixes it) for a missing table with ``create=False``, a table behind or
+        ahead of the code, or missing row-model columns.
+        """
+        assert self.url is not None
+        url = self.url.original
+        with self.engine.connect() as conn:
+            state = inspect_store(conn, self.table_name)
+        if not state.exists or (state.revisions is None and create):
+            if not create:
+                fix = upgrade_command(url, self.table_name)
+                raise SchemaError(
+                    f"{self.url}: table {self.table_name!r} does not exist and create=False; "
+                    f"create it with: {fix}",
+                    table=self.table_name, command=fix,
+                )
+            if state.exists:
+                log.warning("%s: adopting table %r (no typedstore version table: written by "
+                            "GC3Pie?): adding typedstore's bookkeeping columns", self.url,
+                            self.table_name)
+            with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
+                    conn.begin(), schema_lock(conn, self.table_name):
+                migrate(conn, url, self.table_name)
+                add_missing_columns(conn, self.table_name, row_model, extra_fields)
+            with self.engine.connect() as conn:
+                state = inspect_store(conn, self.table_name)
+        check_store(state, wanted, url)
+        return state
 
     def _default_idfactory(self) -> IdFactory:
         return IdFactory(id_class=IntId)
