@@ -7,11 +7,14 @@ row model), so queries are the same SQLAlchemy expressions and run without
 unpickling any payload.
 
 Agreement with the pickles: a commit writes each record's new row marked
-``_pending = 1`` before it renames the record's file, and clears the mark
-after, all under the store's commit lock. A crash in between leaves rows
-marked; before answering a query (under the same lock, so no commit is half
-way) the index rebuilds every marked row from the pickle actually on disk, or
-drops it when the file is gone. Files without a row (written by GC3Pie, or
+``_pending = 1`` (and the commit's ``_writer`` token) before it renames the
+record's file, all under the store's commit lock. The mark is cleared lazily,
+in the same SQLite transaction as the store's next commit (or before its next
+query, or on close), and only if the row still carries that commit's token. A
+crash leaves rows marked; before answering a query (under the same lock, so no
+commit is half way) the index rebuilds every marked row from the pickle
+actually on disk, or drops it when the file is gone. A marked row is never
+wrong, only more work for a query. Files without a row (written by GC3Pie, or
 before the index existed) are indexed on the first query of each store instance.
 
 Several row models on one directory: the index table holds the union of the
@@ -41,7 +44,7 @@ from .tables import build_table, new_metadata
 log = logging.getLogger(__name__)
 
 #: Columns the index keeps for itself (never part of a returned row).
-INTERNAL_COLUMNS = ("_seqno", "_pending")
+INTERNAL_COLUMNS = ("_seqno", "_pending", "_writer")
 
 #: ``_pending`` values.
 SETTLED, WRITING, OTHERS_STALE = 0, 1, 2
@@ -68,15 +71,24 @@ class FileIndex:
         model_table = build_table("records", new_metadata(), row_model, extra_fields,
                                   bookkeeping=False)
         columns: list[sa.Column[Any]] = [sa.Column("id", sa.String(255), primary_key=True)]
-        columns += [c._copy() for c in model_table.columns if c.name not in ("id", "data")]
+        for column in model_table.columns:
+            if column.name not in ("id", "data"):
+                # Nullable and without defaults: the index is derived data; the row
+                # model's constraints were checked on save, and stores with other
+                # row models must be able to write rows without these columns.
+                columns.append(sa.Column(column.name, column.type, nullable=True,
+                                         index=bool(column.index), info=dict(column.info)))
         columns += [
             # The N of an id "PREFIX.N", so rows order as ids do (job.9 before job.10).
             sa.Column("_seqno", sa.BigInteger, nullable=False, server_default="-1"),
             sa.Column("_pending", sa.Integer, nullable=False, server_default="0", index=True),
+            # Which commit staged the row: a settle applies only to its own rows.
+            sa.Column("_writer", sa.String(64), nullable=True),
         ]
         self.table = sa.Table("records", new_metadata(), *columns)
         self._columns_version: int | None = None
-        self.rows = RowBuilder(self.table, row_model)
+        # Validation follows the row model (its NOT NULLs), not the relaxed index columns.
+        self.rows = RowBuilder(model_table, row_model)
         self.engine = create_store_engine(f"sqlite:///{path}")
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
                 conn.begin():
@@ -86,6 +98,9 @@ class FileIndex:
         self.synced = False
         self._raw: Any = None
         self._raw_pid = 0
+        self._unsettled: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
+        self._commits = 0
+        self._writer = ""
         self._compile_commit_sql()
 
     def _widen(self, conn: sa.Connection) -> None:
@@ -175,35 +190,52 @@ class FileIndex:
 
     def stage(self, writes: Iterable[tuple[str, dict[str, Any]]],
               deletes: Iterable[str]) -> None:
-        """Before the renames: the new rows, marked as being written."""
+        """Before the renames: the new rows, marked as being written (and the previous
+        commit's rows settled, in the same transaction)."""
+        self._commits += 1
+        writer = self._writer = f"{os.getpid()}:{id(self)}:{self._commits}"
         rows = [self._row_params({"id": id_, **values, "_seqno": _seqno(id_),
-                                  "_pending": WRITING})
+                                  "_pending": WRITING, "_writer": writer})
                 for id_, values in writes]
-        marks = [(WRITING, id_) for id_ in deletes]
+        marks = [(WRITING, writer, id_) for id_ in deletes]
 
         def work(db: Any) -> None:
+            self._settle_in(db)
             db.executemany(self._upsert_sql, rows)
             if marks:
-                db.executemany("UPDATE records SET _pending = ? WHERE id = ?", marks)
+                db.executemany("UPDATE records SET _pending = ?, _writer = ? WHERE id = ?",
+                               marks)
 
         self._commit_sql(work)
 
-    def settle(self, written: Iterable[str], deletes: Iterable[str]) -> None:
-        """After the renames: the rows are true (for this store's columns)."""
-        written, deletes = list(written), list(deletes)
+    def defer_settle(self, written: Iterable[str], deletes: Iterable[str]) -> None:
+        """After the renames: the rows staged last are true; record it with the next write."""
+        self._unsettled[0].extend((id_, self._writer) for id_ in written)
+        self._unsettled[1].extend((id_, self._writer) for id_ in deletes)
 
-        def work(db: Any) -> None:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version != self._columns_version:
-                have = {row[1] for row in db.execute("PRAGMA table_info(records)")}
-                self.covers_all = have <= set(self.table.c.keys())
-                self._columns_version = version
-            done = SETTLED if self.covers_all else OTHERS_STALE
-            db.executemany("UPDATE records SET _pending = ? WHERE id = ?",
-                           [(done, id_) for id_ in written])
-            db.executemany("DELETE FROM records WHERE id = ?", [(id_,) for id_ in deletes])
+    def settle_own(self) -> None:
+        """Settle what :meth:`defer_settle` recorded (caller holds the commit lock)."""
+        if self._unsettled[0] or self._unsettled[1]:
+            self._commit_sql(self._settle_in)
 
-        self._commit_sql(work)
+    def _settle_in(self, db: Any) -> None:
+        written, deletes = self._unsettled
+        if not (written or deletes):
+            return
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version != self._columns_version:
+            have = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+            self.covers_all = have <= set(self.table.c.keys())
+            self._columns_version = version
+        done = SETTLED if self.covers_all else OTHERS_STALE
+        # Only rows still as we staged them: since then another process may have
+        # rebuilt them, or staged its own write (which it, or a query, settles).
+        db.executemany(
+            "UPDATE records SET _pending = ? WHERE id = ? AND _pending = ? AND _writer = ?",
+            [(done, id_, WRITING, writer) for id_, writer in written])
+        db.executemany("DELETE FROM records WHERE id = ? AND _pending = ? AND _writer = ?",
+                       [(id_, WRITING, writer) for id_, writer in deletes])
+        self._unsettled = ([], [])
 
     # ------------------------------------------------------------ repairing
 
@@ -219,6 +251,7 @@ class FileIndex:
         indexed values of the record in file ``name``, or ``None`` if it cannot
         be read (the row is then dropped; the caller logs why).
         """
+        self.settle_own()
         t = self.table
         with self.engine.connect() as conn:
             self._check_coverage(conn)
@@ -253,6 +286,12 @@ class FileIndex:
             if gone:
                 conn.execute(t.delete().where(t.c.id.in_(gone)))
         self.synced = True
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's connection and pending settles are not ours."""
+        self._raw = None
+        self._unsettled = ([], [])
+        self.engine.dispose(close=False)
 
     def close(self) -> None:
         if self._raw is not None and self._raw_pid == os.getpid():

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from filelock import FileLock
 
 from .defaults import (
     BACKUP_SUFFIX,
@@ -45,6 +44,7 @@ from .defaults import (
 from .errors import LoadError, NotFoundError, SaveError, StoreError
 from .fileindex import FileIndex
 from .ids import BlockSequence, FileCounter, Id, IdFactory
+from .locks import ProcessLock
 from .query import Query, QuerySource
 from .store import Store
 from .urls import StoreUrl, parse_store_url
@@ -105,7 +105,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._meta = self.directory / FILESTORE_META_DIR
         self._meta.mkdir(parents=True, exist_ok=True)
         self._durable = durable
-        self._commit_lock = FileLock(str(self._meta / "commit.lock"), timeout=ID_LOCK_TIMEOUT)
+        self._commit_lock = ProcessLock(self._meta / "commit.lock", ID_LOCK_TIMEOUT)
         self._tmp_counter = itertools.count()
         self._pending: dict[Any, tuple[bytes, dict[str, Any]] | None] = {}
         super().__init__(url, idfactory, protocol, allowed_classes, missing_classes)
@@ -282,7 +282,10 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 journal.unlink()
             if self._durable:
                 _fsync_dir(self.directory)
-            self.index.settle([name for name, _ in index_rows], deletes)
+            # The rows are settled lazily: in the next commit's index transaction
+            # (or before a query, or on close). Until then they read as pending,
+            # which is never wrong, only more work for a query elsewhere.
+            self.index.defer_settle([name for name, _ in index_rows], deletes)
 
     def _apply(self, staged: list[tuple[str, str | None]]) -> None:
         """Rename temporaries over records and delete removed ones (idempotent)."""
@@ -337,15 +340,18 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 continue  # removed since the query ran
 
     def close(self) -> None:
+        with self._lock, self._commit_lock:
+            self.index.settle_own()
         self.index.close()
+        self._commit_lock.close()
 
     def _after_fork(self) -> None:
         super()._after_fork()
         # File locks and pooled SQLite connections must not cross a fork.
-        self._commit_lock = FileLock(str(self._meta / "commit.lock"), timeout=ID_LOCK_TIMEOUT)
+        self._commit_lock.after_fork()
+        self.index.after_fork()
         self._counter.reset_locks()
         self._sequence.reset()
-        self.index.engine.dispose(close=False)
         self._pending = {}
 
     def _recover_journal(self) -> None:
