@@ -279,9 +279,11 @@ class Store(ABC):
         """Every stored id."""
 
     def _after_fork(self) -> None:
-        """Called in a forked child: drop what cannot be shared with the parent."""
+        """Called in a forked child: drop what cannot be shared with the parent
+        (its lock, and a transaction another of its threads had open)."""
         self._pid = os.getpid()
         self._lock = threading.RLock()
+        self._txn = None
 
     def _describe(self) -> str:
         return str(self.url) if self.url is not None else type(self).__name__
