@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import SQLModel
 
 from .engine import create_store_engine
@@ -42,9 +41,6 @@ from .rows import RowBuilder
 from .tables import build_table, new_metadata
 
 log = logging.getLogger(__name__)
-
-#: Columns the index keeps for itself (never part of a returned row).
-INTERNAL_COLUMNS = ("_seqno", "_pending", "_writer")
 
 #: ``_pending`` values.
 SETTLED, WRITING, OTHERS_STALE = 0, 1, 2
@@ -140,14 +136,7 @@ class FileIndex:
         """The indexed values of ``obj``; raises SaveError if a field does not validate."""
         return dict(zip(self.rows.names, self.rows.values(obj, id_), strict=True))
 
-    def _upsert(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        stmt = sqlite_insert(self.table)
-        update = {c.name: stmt.excluded[c.name] for c in self.table.columns if c.name != "id"}
-        conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update), rows)
-
-    # The commit path (stage, settle) runs precompiled SQL on a driver connection
+    # Writes (stage, settle, refresh) run precompiled SQL on a driver connection
     # of its own: building SQLAlchemy statements per commit cost more than the
     # SQLite work itself.
 
@@ -277,14 +266,16 @@ class FileIndex:
             if values is None:
                 gone.append(id_)
                 continue
-            rows.append({"id": id_, **values, "_seqno": _seqno(id_), "_pending": done})
+            rows.append(self._row_params({"id": id_, **values, "_seqno": _seqno(id_),
+                                          "_pending": done}))
         if rows:
             log.info("file store index: indexed %d record(s) from their pickles", len(rows))
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                conn.begin():
-            self._upsert(conn, rows)
-            if gone:
-                conn.execute(t.delete().where(t.c.id.in_(gone)))
+
+        def work(db: Any) -> None:
+            db.executemany(self._upsert_sql, rows)
+            db.executemany("DELETE FROM records WHERE id = ?", [(id_,) for id_ in gone])
+
+        self._commit_sql(work)
         self.synced = True
 
     def after_fork(self) -> None:

@@ -36,8 +36,9 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 from sqlalchemy.dialects import mysql
 from sqlmodel import Field, SQLModel
+from sqlmodel.main import get_column_from_field
 
-from .accessors import GET, MISSING_ERRORS
+from .accessors import MISSING_ERRORS
 from .defaults import STATE_LENGTH, UNKNOWN_STATE
 from .errors import SaveError
 
@@ -123,14 +124,16 @@ def extracted(
 
 
 def base_columns() -> list[sa.Column[Any]]:
-    """Fresh copies of the :class:`StoreRow` columns, for building a table."""
-    columns: list[sa.Column[Any]] = [
-        sa.Column("id", IdType, primary_key=True, autoincrement=False),
-        sa.Column("data", PayloadType, nullable=True),
-        sa.Column("state", sa.String(STATE_LENGTH), nullable=False, index=True),
-        sa.Column("version", sa.Integer, nullable=False, server_default="1"),
-        sa.Column("updated_at", sa.Double, nullable=True),
-    ]
+    """Fresh columns of :class:`StoreRow`, for a table without a row model.
+
+    Built by SQLModel from the fields above, exactly as for a row model's own
+    table, so the two can never drift apart.
+    """
+    columns = []
+    for name, field in StoreRow.model_fields.items():
+        column = get_column_from_field(field)
+        column.name = column.key = name
+        columns.append(column)
     return columns
 
 
@@ -268,4 +271,4 @@ def lenient_column(column: sa.Column[Any], extractor: Callable[[Any], Any]) -> s
     return copy
 
 
-__all__ = ["GET", "RowBuilder", "StoreRow", "extracted"]
+__all__ = ["RowBuilder", "StoreRow", "extracted"]
