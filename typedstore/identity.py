@@ -5,14 +5,61 @@ keep every loaded object alive; objects that cannot be weakly referenced
 (plain ``dict``/``list`` records) are held strongly until ``clear()`` or
 ``discard()``. A transaction records what it changed in a journal so a
 rollback can put the map back exactly as it was.
+
+Speed: every load and save goes through here, so each id has a single entry
+object, a weak reference that also carries the id and the version (one
+allocation, one dict slot); a dead entry removes itself from the map.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
+try:
+    from _weakref import _remove_dead_weakref
+except ImportError:  # not CPython: the same, without its atomicity
+    def _remove_dead_weakref(entries: dict[Any, Any], key: Any) -> None:
+        entry = entries.get(key)
+        if entry is not None and entry() is None:
+            del entries[key]
+
 _MISSING = object()
+
+
+class _WeakEntry(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a mapped object, with its id and stored version."""
+
+    __slots__ = ("key", "version")
+    key: Any
+    version: int | None
+
+
+class _StrongEntry:
+    """The entry of an object that cannot be weakly referenced: held strongly."""
+
+    __slots__ = ("key", "obj", "version")
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __call__(self) -> Any:
+        return self.obj
+
+
+def _forgetter(entries: dict[Any, Any]) -> Callable[[_WeakEntry], None]:
+    """The callback of weak entries: drop a collected object's entry from ``entries``.
+
+    A closure over the dict, not over the map, so entries keep no map alive.
+    Removes the key only if its entry is still a dead one (atomic on CPython):
+    a newer entry for the same id stays.
+    """
+
+    def forget(entry: _WeakEntry) -> None:
+        _remove_dead_weakref(entries, entry.key)
+
+    return forget
 
 
 class IdentityMap:
@@ -24,50 +71,30 @@ class IdentityMap:
     """
 
     def __init__(self) -> None:
-        self._weak: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
-        self._strong: dict[Any, Any] = {}
-        self._versions: dict[Any, int | None] = {}
-        self._prune_at = 1024
+        self._entries: dict[Any, _WeakEntry | _StrongEntry] = {}
+        self._forget = _forgetter(self._entries)
         self.journal: list[tuple[Any, Any, int | None]] | None = None
 
     def get(self, id_: Any) -> Any:
         """Return the object mapped to ``id_``, or ``None``."""
-        obj = self._weak.get(id_)
-        if obj is None:
-            obj = self._strong.get(id_)
-        return obj
+        entry = self._entries.get(id_)
+        return None if entry is None else entry()
 
     def version(self, id_: Any) -> int | None:
         """The stored version the mapped object was read or written at (None: unknown)."""
-        if self.get(id_) is None:
+        entry = self._entries.get(id_)
+        if entry is None or entry() is None:
             return None
-        return self._versions.get(id_)
+        return entry.version
 
     def _remember(self, id_: Any) -> None:
         if self.journal is not None:
-            obj = self.get(id_)
-            self.journal.append((id_, _MISSING if obj is None else obj, self._versions.get(id_)))
-
-    def _set(self, id_: Any, obj: Any, version: int | None) -> None:
-        try:
-            self._weak[id_] = obj
-            self._strong.pop(id_, None)
-        except TypeError:  # not weakly referenceable
-            self._weak.pop(id_, None)
-            self._strong[id_] = obj
-        versions = self._versions
-        versions[id_] = version
-        if len(versions) > self._prune_at:
-            # Versions of objects that were garbage collected: drop them so a
-            # long stream of loads keeps this map small.
-            live = set(self._weak.keys()) | set(self._strong)
-            self._versions = {k: v for k, v in versions.items() if k in live}
-            self._prune_at = 2 * len(self._versions) + 1024
-
-    def _unset(self, id_: Any) -> None:
-        self._weak.pop(id_, None)
-        self._strong.pop(id_, None)
-        self._versions.pop(id_, None)
+            entry = self._entries.get(id_)
+            obj = None if entry is None else entry()
+            if obj is None:
+                self.journal.append((id_, _MISSING, None))
+            else:
+                self.journal.append((id_, obj, entry.version))  # type: ignore[union-attr]
 
     def put(self, id_: Any, obj: Any, version: int | None, journal: bool = True) -> None:
         """Map ``id_`` to ``obj`` stored at ``version``.
@@ -75,21 +102,25 @@ class IdentityMap:
         ``journal=False`` for objects loaded from committed data: a rollback
         must not forget them (the caller still holds them, at that version).
         """
-        if journal:
+        if journal and self.journal is not None:
             self._remember(id_)
-        self._set(id_, obj, version)
+        entry: _WeakEntry | _StrongEntry
+        try:
+            entry = _WeakEntry(obj, self._forget)
+        except TypeError:  # not weakly referenceable
+            entry = _StrongEntry(obj)
+        entry.key = id_
+        entry.version = version
+        self._entries[id_] = entry
 
     def discard(self, id_: Any) -> None:
         """Forget ``id_`` (after a remove)."""
         self._remember(id_)
-        self._unset(id_)
+        self._entries.pop(id_, None)
 
     def clear(self) -> None:
         """Forget everything (``invalidate_cache``)."""
-        self._weak.clear()
-        self._strong.clear()
-        self._versions.clear()
-        self._prune_at = 1024
+        self._entries.clear()
 
     def begin(self) -> None:
         """Start journaling changes for a possible rollback."""
@@ -101,9 +132,10 @@ class IdentityMap:
         if rollback and journal:
             for id_, obj, version in reversed(journal):
                 if obj is _MISSING:
-                    self._unset(id_)
+                    self._entries.pop(id_, None)
                 else:
-                    self._set(id_, obj, version)
+                    self.put(id_, obj, version, journal=False)
 
     def __len__(self) -> int:
-        return len(self._weak) + len(self._strong)
+        """How many ids map to a live object."""
+        return sum(1 for entry in list(self._entries.values()) if entry() is not None)

@@ -18,11 +18,13 @@ give the same bytes a plain pickle would when there are no references.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import io
 import logging
 import pickle
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -198,10 +200,10 @@ def register_class_alias(old: str, new: str | type) -> None:
     Use it after renaming or moving a class: old records keep loading. ``new``
     is a class or its dotted name.
     """
-    global _alias_version
+    global _ALIAS_MODULES
     target = (new.__module__, new.__qualname__) if isinstance(new, type) else _split(new)
     _CLASS_ALIASES[_split(old)] = target
-    _alias_version += 1
+    _ALIAS_MODULES = _top_modules(_CLASS_ALIASES)
 
 
 #: Decides whether a record may name a class: ``(module, name) -> bool``.
@@ -367,22 +369,58 @@ _frames: dict[tuple[int, Any], _LoadFrame] = {}
 
 
 def _needs_mapping(data: bytes) -> bool:
-    """Whether ``data`` may name an aliased class (a cheap byte search per alias module)."""
-    return any(module in data for module in _alias_modules())
+    """Whether ``data`` may name an aliased class that plain unpickling would get wrong.
+
+    That is a class whose module can be imported (a renamed class, or GC3Pie's
+    when gc3libs is installed): a byte search per such module. An alias whose
+    package is not installed needs no search: plain unpickling fails on it and
+    :func:`loads` tries again with the aliases.
+    """
+    for module in _ALIAS_MODULES:  # noqa: SIM110 (no generator per load: hot path)
+        if module in data:
+            return True
+    return False
 
 
-_alias_module_cache: tuple[tuple[int, int, int], tuple[bytes, ...]] = ((0, -1, -1), ())
-_alias_version = 0
+def _top_modules(aliases: Mapping[tuple[str, str], Any]) -> tuple[bytes, ...]:
+    """Importable module names of aliased classes, as bytes, for :func:`_needs_mapping`.
+
+    A pickle names a class's module in full, so a module is looked for only if
+    no shorter one it starts with is (longer needles are found faster).
+    Whether a package is installed is looked up without importing it.
+    """
+    names = sorted({module.encode() for module, _ in aliases
+                    if _installed(module.split(".")[0])}, key=len)
+    kept: list[bytes] = []
+    for name in names:
+        if not any(name.startswith(shorter) for shorter in kept):
+            kept.append(name)
+    return tuple(kept)
 
 
-def _alias_modules() -> tuple[bytes, ...]:
-    """Top-level package names of aliased classes, as bytes (recomputed on change)."""
-    global _alias_module_cache
-    key = (id(_CLASS_ALIASES), len(_CLASS_ALIASES), _alias_version)
-    if _alias_module_cache[0] != key:
-        modules = {module.split(".")[0].encode() for module, _ in _CLASS_ALIASES}
-        _alias_module_cache = (key, tuple(sorted(modules)))
-    return _alias_module_cache[1]
+@functools.cache
+def _installed(package: str) -> bool:
+    """Whether the top-level ``package`` can be imported (found on ``sys.path``)."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError) as exc:
+        log.debug("looking for package %r failed: %s", package, exc)
+        return True  # unknown: keep searching payloads for it
+
+
+_ALIAS_MODULES = _top_modules(_CLASS_ALIASES)
+
+
+#: A root slot that is already taken: Persistables created under it are not roots.
+_CLOSED_SLOT: list[Any] = [None]
+
+
+def _load_error(record_id: Any, exc: Exception) -> LoadError:
+    """The LoadError naming the record for whatever unpickling raised."""
+    return LoadError(
+        f"record {record_id}: cannot unpickle payload: {type(exc).__name__}: {exc}",
+        record_id,
+    )
 
 
 @contextmanager
@@ -393,10 +431,7 @@ def _naming_errors(record_id: Any) -> Iterator[None]:
     except (LoadError, RecursionError):
         raise
     except Exception as exc:  # pickle raises many types; name the record in one
-        raise LoadError(
-            f"record {record_id}: cannot unpickle payload: {type(exc).__name__}: {exc}",
-            record_id,
-        ) from exc
+        raise _load_error(record_id, exc) from exc
 
 
 def loads(
@@ -417,9 +452,10 @@ def loads(
     ``placeholders``: then a :class:`MissingClass` stands in), and
     :class:`UnsafeLoadError` if ``allow`` refuses a class.
 
-    Speed: the class-mapping unpickler (a Python call per class named) is used
-    only when it has work to do: an allow-list, placeholders, or a payload that
-    mentions an aliased module.
+    Speed: a record without references and without classes to map loads with
+    the C loader straight from bytes. The resolving, class-mapping unpickler
+    (a Python call per class named) reads the rest: records with references,
+    an allow-list, placeholders, a payload naming an aliased class.
     """
     mapped = allow is not None or placeholders or _needs_mapping(data)
     slots = _watch.slots
@@ -427,24 +463,32 @@ def loads(
         # Fast path: the C loader straight from bytes. A record holding
         # references stops it at the first persistent id; then it is read again
         # with the resolving unpickler below (objects made so far are dropped).
-        slots.append([])
+        # Nested in another record's load, a closed slot keeps this record's
+        # objects from being taken for that record's root.
+        nested = bool(slots)
+        if nested:
+            slots.append(_CLOSED_SLOT)
         try:
-            with _naming_errors(record_id):
-                try:
-                    return pickle.loads(data)
-                except pickle.UnpicklingError as exc:
-                    if "persistent" not in str(exc):
-                        raise
+            return pickle.loads(data)
+        except pickle.UnpicklingError as exc:
+            if "persistent" not in str(exc):
+                raise _load_error(record_id, exc) from exc
+        except (ImportError, AttributeError) as exc:
+            # A class that cannot be found may be one under an alias whose
+            # package is not installed (GC3Pie's, usually): mapped below.
+            log.debug("record %s: %s; loading it again with class aliases", record_id, exc)
+        except (LoadError, RecursionError):
+            raise
+        except Exception as exc:  # pickle raises many types; name the record in one
+            raise _load_error(record_id, exc) from exc
         finally:
-            slots.pop()
-    unpickler: _Unpickler
-    if mapped:
-        mapping = _MappingUnpickler(io.BytesIO(data))
-        mapping.allow = allow
-        mapping.placeholders = placeholders
-        unpickler = mapping
-    else:
-        unpickler = _Unpickler(io.BytesIO(data))
+            if nested:
+                slots.pop()
+    # The resolving unpickler maps classes too (aliases of packages that are
+    # not installed are not searched for in the payload).
+    unpickler = _MappingUnpickler(io.BytesIO(data))
+    unpickler.allow = allow
+    unpickler.placeholders = placeholders
     unpickler.resolve = resolve
     unpickler.record_id = record_id
     frame = unpickler.frame = _LoadFrame(owner)

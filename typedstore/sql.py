@@ -183,7 +183,9 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
 
     def _driver(self) -> Any:
         """The store's own driver connection (autocommit), opened on first use."""
-        if self._conn is None or self._pid != os.getpid():
+        # A forked child finds None here: _after_fork (run by os.register_at_fork)
+        # drops the parent's connection.
+        if self._cursor is None:
             pooled = self.engine.raw_connection()
             conn: Any = pooled.driver_connection
             if not isinstance(self.engine.pool, sa.pool.StaticPool):
@@ -360,7 +362,9 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
     def _read(self, id_: Any) -> tuple[bytes, int | None]:
         if self._txn is not None:
             self._flush_for_read()
-        cursor = self._run(self._stmts.read, {"k_id": int(id_)})
+        read = self._stmts.read
+        cursor = self._driver()
+        cursor.execute(read.sql, read.single(int(id_)))
         row = cursor.fetchone()
         if row is None:
             raise NotFoundError(f"{self._describe()}: no record {id_}", id_)

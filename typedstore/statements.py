@@ -25,7 +25,7 @@ class Compiled:
         positional (bool): the driver takes a sequence rather than a mapping.
     """
 
-    __slots__ = ("names", "positional", "processors", "sql")
+    __slots__ = ("names", "positional", "processors", "single", "sql")
 
     def __init__(self, statement: sa.ClauseElement, dialect: sa.Dialect,
                  types: Mapping[str, sa.types.TypeEngine[Any]]) -> None:
@@ -44,6 +44,26 @@ class Compiled:
             processor = type_.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self.processors[name] = processor
+        self.single: Callable[[Any], Sequence[Any] | dict[str, Any]] = self._single_maker()
+
+    def _single_maker(self) -> Callable[[Any], Sequence[Any] | dict[str, Any]]:
+        """A builder of driver parameters for statements with one bind (reads by id)."""
+        if len(self.names) != 1:
+            names = self.names
+
+            def not_single(value: Any) -> Any:
+                raise TypeError(f"statement has binds {names}, not exactly one")
+
+            return not_single
+        name = self.names[0]
+        convert = self.processors.get(name)
+        if self.positional:
+            if convert is None:
+                return lambda value: (value,)
+            return lambda value: (convert(value),)
+        if convert is None:
+            return lambda value: {name: value}
+        return lambda value: {name: convert(value)}
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """Driver parameters for ``values`` (keyed by bind name)."""

@@ -458,7 +458,7 @@ class Store(ABC):
             obj = self._unpickle(pid, backup)
         if getattr(obj, "persistent_id", None) != pid:
             _set_attr(obj, "persistent_id", pid)
-        if hasattr(obj, "changed"):
+        if getattr(obj, "changed", False) is not False:
             _set_attr(obj, "changed", False)
         # Not journaled: a record written in this transaction is already mapped
         # (so it is never loaded here), so this is committed data.
@@ -466,9 +466,8 @@ class Store(ABC):
         return obj
 
     def _unpickle(self, pid: Any, payload: bytes) -> Any:
-        return apply_upgrades(loads(payload, self._resolve_reference, record_id=pid,
-                                    allow=self._allow, owner=self,
-                                    placeholders=self._placeholders))
+        return apply_upgrades(loads(payload, self._resolve_reference, pid, self._allow, self,
+                                    self._placeholders))
 
     def _read_backup(self, id_: Any) -> bytes | None:
         """An older copy of a record whose payload did not load (GC3Pie's ``.OLD``), if any."""
