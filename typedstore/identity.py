@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 try:
-    from _weakref import _remove_dead_weakref
+    from _weakref import _remove_dead_weakref  # type: ignore[attr-defined]
 except ImportError:  # not CPython: the same, without its atomicity
     def _remove_dead_weakref(entries: dict[Any, Any], key: Any) -> None:
         entry = entries.get(key)
@@ -40,6 +40,8 @@ class _StrongEntry:
     """The entry of an object that cannot be weakly referenced: held strongly."""
 
     __slots__ = ("key", "obj", "version")
+    key: Any
+    version: int | None
 
     def __init__(self, obj: Any) -> None:
         self.obj = obj
