@@ -332,12 +332,13 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     def _object_columns(self) -> list[Any]:
         return [self.table.c.id]
 
-    def _load_rows(self, rows: Any) -> Any:
-        for (id_,) in rows:
-            try:
-                yield self.load(id_)
-            except NotFoundError:
-                continue  # removed since the query ran
+    def _load_rows(self, batches: Any) -> Any:
+        for batch in batches:
+            for (id_,) in batch:
+                try:
+                    yield self.load(id_)
+                except NotFoundError:
+                    continue  # removed since the query ran
 
     def close(self) -> None:
         with self._lock, self._commit_lock:

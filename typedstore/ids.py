@@ -21,6 +21,7 @@ the database) unless the caller supplied one.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -141,6 +142,11 @@ class IntId(int):
 
     def __str__(self) -> str:
         return int.__repr__(self)
+
+
+#: ``new_int_id(5)`` is ``IntId(5)`` built without the Python-level ``__new__``
+#: (the SQL store makes one per row it loads).
+new_int_id: Callable[[int], IntId] = functools.partial(int.__new__, IntId)
 
 
 def normalize_id(id_: Any) -> Id | IntId | Any:

@@ -19,6 +19,7 @@ of any size keeps memory flat.
 
 from __future__ import annotations
 
+import functools
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -46,13 +47,18 @@ class QuerySource:
     def _query_connection(self) -> sa.Connection:
         """A connection to run a query on; the query closes it."""
 
-    def _run_select(self, statement: sa.Select[Any]) -> Iterator[Any]:
-        """Stream the rows of ``statement`` (on a pooled connection, in batches)."""
+    def _run_select(self, statement: sa.Select[Any], named: bool = True
+                    ) -> Iterator[Sequence[Any]]:
+        """Stream the rows of ``statement`` in batches (lists of rows).
+
+        Runs on a pooled connection. ``named``: rows must offer attribute
+        access by column name (SQLAlchemy ``Row``); otherwise any sequence.
+        """
         conn = self._query_connection()
         result = None
         try:
             result = conn.execution_options(yield_per=STREAM_BATCH_SIZE).execute(statement)
-            yield from result
+            yield from result.partitions()
         finally:
             # Close the result first: a server-side cursor left half read (a
             # caller that stopped early) must be drained or discarded cleanly.
@@ -66,8 +72,8 @@ class QuerySource:
         return [c.id, c.data, c.version if "version" in c else sa.null()]
 
     @abstractmethod
-    def _load_rows(self, rows: Iterable[Any]) -> Iterator[Any]:
-        """Objects for rows of :meth:`_object_columns`."""
+    def _load_rows(self, batches: Iterable[Sequence[Any]]) -> Iterator[Any]:
+        """Objects for batches of rows of :meth:`_object_columns`."""
 
     def _default_order(self) -> list[Any]:
         """Ordering of queries that name none: by id."""
@@ -140,12 +146,13 @@ class Query:
             stmt = stmt.offset(self._offset)
         return stmt
 
-    def _stream(self, columns: Sequence[Any]) -> Iterator[Any]:
-        return self.source._run_select(self._select(columns))
+    def _batches(self, columns: Sequence[Any], named: bool = False) -> Iterator[Sequence[Any]]:
+        return self.source._run_select(self._select(columns), named)
 
     def tuples(self) -> Iterator[sa.Row[Any]]:
         """Stream SQLAlchemy rows (attribute access by column name), ``data`` left out."""
-        return self._stream(self.source._result_columns())
+        for batch in self._batches(self.source._result_columns(), named=True):
+            yield from batch
 
     def __iter__(self) -> Iterator[Any]:
         """Stream row-model instances (``data`` is None: nothing is unpickled)."""
@@ -169,7 +176,7 @@ class Query:
 
     def objects(self) -> Iterator[Any]:
         """Stream the stored objects of the matching rows (loaded through the identity map)."""
-        return self.source._load_rows(self._stream(self.source._object_columns()))
+        return self.source._load_rows(self._batches(self.source._object_columns()))
 
     def ids(self) -> list[Any]:
         """The ids of the matching rows."""
@@ -177,13 +184,13 @@ class Query:
 
         # As store.list(): plain ints for SQL stores, Id values for file stores.
         return [r[0] if isinstance(r[0], int) else normalize_id(r[0])
-                for r in self._stream([self.source.table.c.id])]
+                for batch in self._batches([self.source.table.c.id]) for r in batch]
 
     def count(self) -> int:
         """How many rows match (ignores ordering; honours limit and offset)."""
         inner = self._select([self.source.table.c.id]).order_by(None).subquery()
-        for row in self.source._run_select(sa.select(sa.func.count()).select_from(inner)):
-            return int(row[0])
+        for batch in self.source._run_select(sa.select(sa.func.count()).select_from(inner)):
+            return int(batch[0][0])
         raise AssertionError("COUNT returned no row")
 
     def __repr__(self) -> str:
@@ -207,8 +214,9 @@ class ResultRow(tuple):  # type: ignore[type-arg]
         return dict(zip(self._fields, self, strict=True))
 
 
-def row_class(fields: Sequence[str]) -> type[ResultRow]:
-    """A :class:`ResultRow` subclass for these column names."""
+@functools.lru_cache(maxsize=256)
+def row_class(fields: tuple[str, ...]) -> type[ResultRow]:
+    """A :class:`ResultRow` subclass for these column names (one per distinct tuple)."""
     return type("ResultRow", (ResultRow,), {"_fields": tuple(fields), "__slots__": ()})
 
 

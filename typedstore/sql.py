@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,7 +35,7 @@ from sqlmodel import SQLModel
 from .defaults import DEFAULT_PROTOCOL, DEFAULT_TABLE, ID_BLOCK_SIZE, STREAM_BATCH_SIZE
 from .engine import create_store_engine, is_sqlite
 from .errors import ConflictError, LoadError, NotFoundError, SchemaError, StoreError
-from .ids import BlockSequence, IdFactory, IntId
+from .ids import BlockSequence, IdFactory, IntId, new_int_id
 from .query import Query, QuerySource, row_class
 from .rows import RowBuilder, now
 from .schema import (
@@ -347,7 +347,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         if isinstance(id_, IntId):
             return id_
         try:
-            return IntId(int(id_))
+            return new_int_id(int(id_))
         except (TypeError, ValueError):
             raise NotFoundError(
                 f"{self._describe()}: {id_!r} is not an id of this store (ids are integers)", id_
@@ -447,8 +447,9 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
     def _query_connection(self) -> sa.Connection:
         return self.engine.connect()
 
-    def _run_select(self, statement: sa.Select[Any]) -> Iterator[Any]:
-        """Stream the rows of a query.
+    def _run_select(self, statement: sa.Select[Any], named: bool = True
+                    ) -> Iterator[Sequence[Any]]:
+        """Stream the rows of a query, in batches.
 
         Inside a transaction: on this store's own connection, so the query sees
         the transaction's writes (and an in-memory database, which has only that
@@ -462,19 +463,21 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             self._flush_inserts()
             self._driver()
             # Not the store's cursor: loads may run while the caller iterates.
-            yield from self._raw_select(self._conn, statement)
+            yield from self._raw_select(self._conn, statement, named)
         elif self._sqlite:
             pooled = self.engine.raw_connection()
             try:
-                yield from self._raw_select(pooled.driver_connection, statement)
+                yield from self._raw_select(pooled.driver_connection, statement, named)
             finally:
                 pooled.close()
         else:
-            yield from super()._run_select(statement)
+            yield from super()._run_select(statement, named)
 
-    def _raw_select(self, connection: Any, statement: sa.Select[Any]) -> Iterator[Any]:
+    def _raw_select(self, connection: Any, statement: sa.Select[Any], named: bool
+                    ) -> Iterator[list[Any]]:
         """Run a SQLAlchemy select on a driver connection, with SQLAlchemy's bind and
-        result conversions, yielding :class:`~typedstore.query.ResultRow` rows."""
+        result conversions, yielding batches of rows: tuples, or with ``named``
+        :class:`~typedstore.query.ResultRow` rows."""
         dialect = self.engine.dialect
         # render_postcompile: "IN" lists and literal-execute values become plain binds.
         compiled: Any = statement.compile(dialect=dialect,
@@ -491,7 +494,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         cursor = connection.cursor()
         try:
             cursor.execute(compiled.string, args)
-            make = row_class([c[0] for c in cursor.description])
+            make = row_class(tuple(c[0] for c in cursor.description)) if named else None
             while True:
                 batch = cursor.fetchmany(STREAM_BATCH_SIZE)
                 if not batch:
@@ -500,19 +503,29 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                     batch = [tuple(f(v) if f is not None else v
                                    for f, v in zip(converters, row, strict=True))
                              for row in batch]
-                for row in batch:
-                    yield make(row)
+                yield batch if make is None else list(map(make, batch))
         finally:
             cursor.close()
 
-    def _load_rows(self, rows: Iterable[Any]) -> Iterator[Any]:
-        for id_, data, version in rows:
-            pid = IntId(id_)
+    def _load_rows(self, batches: Iterable[Sequence[Any]]) -> Iterator[Any]:
+        # One lock and one identity-map lookup per row, one yield per batch
+        # (the lock is never held while the caller has the generator).
+        get = self._identity.get
+        for batch in batches:
+            loaded = []
+            failure: Exception | None = None
             with self._lock:
-                obj = self._identity.get(pid)
-                if obj is None:
-                    obj = self._load_record(pid, bytes(data), version)
-            yield obj
+                try:
+                    for id_, data, version in batch:
+                        obj = get(id_)  # a plain int finds its IntId key
+                        if obj is None:
+                            obj = self._load_record(new_int_id(id_), bytes(data), version)
+                        loaded.append(obj)
+                except Exception as exc:  # raised after the objects loaded before it
+                    failure = exc
+            yield from loaded
+            if failure is not None:
+                raise failure
 
     # ------------------------------------------------------------ lifecycle
 
