@@ -333,12 +333,13 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         return [self.table.c.id]
 
     def _load_rows(self, batches: Any) -> Any:
-        for batch in batches:
-            for (id_,) in batch:
-                try:
-                    yield self.load(id_)
-                except NotFoundError:
-                    continue  # removed since the query ran
+        with contextlib.closing(iter(batches)) as stream:  # the index cursor, even after an error
+            for batch in stream:
+                for (id_,) in batch:
+                    try:
+                        yield self.load(id_)
+                    except NotFoundError:
+                        continue  # removed since the query ran
 
     def close(self) -> None:
         with self._lock, self._commit_lock:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from typing import Any
 
 import sqlalchemy as sa
@@ -510,22 +511,25 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
     def _load_rows(self, batches: Iterable[Sequence[Any]]) -> Iterator[Any]:
         # One lock and one identity-map lookup per row, one yield per batch
         # (the lock is never held while the caller has the generator).
+        # The batches are closed however this ends, so that a server-side
+        # cursor is not left open by an error kept alive in a traceback.
         get = self._identity.get
-        for batch in batches:
-            loaded = []
-            failure: Exception | None = None
-            with self._lock:
-                try:
-                    for id_, data, version in batch:
-                        obj = get(id_)  # a plain int finds its IntId key
-                        if obj is None:
-                            obj = self._load_record(new_int_id(id_), bytes(data), version)
-                        loaded.append(obj)
-                except Exception as exc:  # raised after the objects loaded before it
-                    failure = exc
-            yield from loaded
-            if failure is not None:
-                raise failure
+        with closing(iter(batches)) as stream:  # type: ignore[type-var]
+            for batch in stream:
+                loaded = []
+                failure: Exception | None = None
+                with self._lock:
+                    try:
+                        for id_, data, version in batch:
+                            obj = get(id_)  # a plain int finds its IntId key
+                            if obj is None:
+                                obj = self._load_record(new_int_id(id_), bytes(data), version)
+                            loaded.append(obj)
+                    except Exception as exc:  # raised after the objects loaded before it
+                        failure = exc
+                yield from loaded
+                if failure is not None:
+                    raise failure
 
     # ------------------------------------------------------------ lifecycle
 
