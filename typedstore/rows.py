@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import logging
 import time
+import types
+import typing
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from sqlalchemy.dialects import mysql
 from sqlmodel import Field, SQLModel
@@ -145,20 +148,47 @@ class FieldSpec:
         extractor: ``obj -> value``.
         default: value used when the extractor finds nothing.
         adapter (TypeAdapter | None): validates and coerces the value.
+        exact (frozenset[type]): value types the adapter would return unchanged
+            (an unconstrained ``int``, ``str``...): such values skip it.
         lenient (bool): GC3Pie semantics (errors give NULL) instead of raising.
         required (bool): a missing value is an error (no default, not nullable).
     """
 
-    __slots__ = ("adapter", "default", "extractor", "lenient", "name", "required")
+    __slots__ = ("adapter", "default", "exact", "extractor", "lenient", "name", "required")
 
     def __init__(self, name: str, extractor: Callable[[Any], Any], default: Any,
-                 adapter: TypeAdapter[Any] | None, lenient: bool, required: bool) -> None:
+                 adapter: TypeAdapter[Any] | None, lenient: bool, required: bool,
+                 exact: frozenset[type] = frozenset()) -> None:
         self.name = name
         self.extractor = extractor
         self.default = default
         self.adapter = adapter
+        self.exact = exact
         self.lenient = lenient
         self.required = required
+
+
+#: Types whose values an unconstrained Pydantic field of that type returns as they are.
+_PASS_THROUGH: frozenset[type] = frozenset({int, str, float, bool, bytes})
+
+
+def _validation(field: FieldInfo) -> tuple[TypeAdapter[Any], frozenset[type]]:
+    """The adapter validating a row field (with its constraints: ``max_length``,
+    ``ge``...) and the value types it would pass unchanged."""
+    constraints = [m for m in field.metadata
+                   if type(m).__module__.partition(".")[0] != "sqlmodel"]
+    # The FieldInfo as metadata carries its constraints into the adapter.
+    annotated: Any = Annotated[field.annotation, field]
+    adapter: TypeAdapter[Any] = TypeAdapter(annotated)
+    if constraints:
+        return adapter, frozenset()
+    options = typing.get_args(field.annotation) or (field.annotation,)
+    if field.annotation in _PASS_THROUGH or (
+        typing.get_origin(field.annotation) in (typing.Union, types.UnionType)
+        and all(t in _PASS_THROUGH or t is type(None) for t in options)
+    ):
+        return adapter, frozenset(t for t in options if t in _PASS_THROUGH)
+    return adapter, frozenset()
 
 
 def _state_value(obj: Any) -> str:
@@ -185,9 +215,9 @@ class RowBuilder:
     """
 
     def __init__(self, table: sa.Table, row_model: type[SQLModel] | None = None) -> None:
-        annotations: Mapping[str, Any] = {}
+        model_fields: Mapping[str, FieldInfo] = {}
         if row_model is not None:
-            annotations = {name: f.annotation for name, f in row_model.model_fields.items()}
+            model_fields = row_model.model_fields
         self.fields: list[FieldSpec] = []
         self.has_version = "version" in table.c and "updated_at" in table.c
         for column in table.columns:
@@ -197,12 +227,14 @@ class RowBuilder:
             if extractor is None:
                 continue
             lenient = bool(column.info.get(LENIENT_KEY))
-            annotation = annotations.get(column.name)
-            adapter = TypeAdapter(annotation) if annotation is not None and not lenient else None
+            field = model_fields.get(column.name)
+            adapter, exact = None, frozenset[type]()
+            if field is not None and not lenient:
+                adapter, exact = _validation(field)
             has_default = DEFAULT_KEY in column.info
             self.fields.append(FieldSpec(
                 column.name, extractor, column.info.get(DEFAULT_KEY), adapter, lenient,
-                required=not has_default and not column.nullable,
+                required=not has_default and not column.nullable, exact=exact,
             ))
         self.names = ["state", *(f.name for f in self.fields)]
 
@@ -240,7 +272,7 @@ class RowBuilder:
             log.warning("object %s: extractor of column %r failed (%s: %s); storing NULL",
                         id_, spec.name, type(exc).__name__, exc)
             value = None
-        if spec.adapter is not None and value is not None:
+        if spec.adapter is not None and value is not None and type(value) not in spec.exact:
             try:
                 return spec.adapter.validate_python(value)
             except ValidationError as exc:

@@ -13,10 +13,28 @@ import pytest
 import sqlalchemy as sa
 from sql_jobs import SQL_BACKENDS, Job, SqlTestJobRow, make_job
 
-from typedstore import GetAttribute, NotFoundError, SaveError, SqlStore, Store
+from typedstore import (
+    GET,
+    GetAttribute,
+    NotFoundError,
+    SaveError,
+    SqlStore,
+    Store,
+    StoreRow,
+    extracted,
+)
 
 OpenStore = Callable[..., Store]
 Row = SqlTestJobRow
+
+
+class ConstrainedRow(StoreRow, table=True):
+    """Fields with Pydantic constraints, which a save must enforce."""
+
+    __tablename__ = "sqltests_constrained"
+
+    jobname: str | None = extracted(GET.jobname, max_length=8)
+    cores: int = extracted(GET.requested_cores, default=1, ge=1, le=64)
 
 
 def rows_by_name(store: Store) -> dict[str | None, Any]:
@@ -82,6 +100,26 @@ def test_wrong_typed_value_raises_and_writes_nothing(open_store: OpenStore, bad:
     with pytest.raises(NotFoundError):
         fresh.load(error.id)
     assert fresh.query().count() == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("name", "cores", "field"), [
+    ("much-too-long", 4, "jobname"), ("ok", 0, "cores"), ("ok", 65, "cores"),
+    ("ok", True, None), ("ok", "64", None), ("exactly8", 64, None),
+])
+def test_field_constraints_are_enforced(open_store: OpenStore, name: str, cores: Any,
+                                        field: str | None) -> None:
+    """max_length, ge and le given to extracted() hold on every backend."""
+    store = open_store(row_model=ConstrainedRow)
+    job = make_job(name, cores=cores)
+    if field is None:
+        store.save(job)
+        row = open_store(row_model=ConstrainedRow).query().first()  # type: ignore[attr-defined]
+        assert (row.jobname, row.cores) == (name, int(cores))
+        return
+    with pytest.raises(SaveError) as info:
+        store.save(job)
+    assert info.value.field == field and field in str(info.value)
+    assert open_store(row_model=ConstrainedRow).list() == []
 
 
 def test_invalid_resave_keeps_old_record_and_row(open_store: OpenStore) -> None:
