@@ -225,28 +225,29 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         if deferred is not None:
             self._execute_now(*deferred)
 
-    def _execute_now(self, compiled: Compiled, values: Mapping[str, Any],
-                     check: _Check | None) -> None:
-        cursor = self._run(compiled, values)
+    def _execute_now(self, compiled: Compiled, params: Any, check: _Check | None) -> None:
+        cursor = self._driver()
+        cursor.execute(compiled.sql, params)
         if check is not None:
             check(cursor.rowcount)
 
-    def _write_statement(self, compiled: Compiled, values: Mapping[str, Any],
+    def _write_statement(self, compiled: Compiled, params: Any,
                          check: _Check | None = None) -> None:
+        """Run (or defer, or batch) a write; ``params`` are the driver's parameters."""
         if self._txn is None:
-            self._execute_now(compiled, values, check)
+            self._execute_now(compiled, params, check)
         elif not self._in_db_txn and self._deferred is None:
-            self._deferred = (compiled, values, check)
+            self._deferred = (compiled, params, check)
         else:
             self._open_db_txn()
             if compiled is self._stmts.insert:
                 # Inserts of new ids cannot conflict: batch them (executemany).
-                self._inserts.append(compiled.params(values))
+                self._inserts.append(params)
                 if len(self._inserts) >= STREAM_BATCH_SIZE:
                     self._flush_inserts()
             else:
                 self._flush_inserts()
-                self._execute_now(compiled, values, check)
+                self._execute_now(compiled, params, check)
 
     def _flush_inserts(self) -> None:
         """Run the batched inserts (before anything that must see them)."""
@@ -374,34 +375,28 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             raise LoadError(f"{self._describe()}: record {id_} has no data", id_)
         return bytes(data), version
 
-    def _values(self, obj: Any, id_: Any, payload: bytes) -> dict[str, Any]:
-        values = dict(zip(self._rows.names, self._rows.values(obj, id_), strict=True))
-        values["data"] = payload
-        if self._versioned:
-            values["updated_at"] = now()
-        return values
-
     def _write(
         self, id_: Any, obj: Any, payload: bytes, *, new: bool, expected: int | None,
         must_exist: bool,
     ) -> int | None:
-        values = self._values(obj, id_, payload)
-        key = int(id_)
+        # One list in the order of RecordStatements.source, then one pass to
+        # the driver's parameters.
+        values = [int(id_), payload, *self._rows.values(obj, id_)]
         stmts = self._stmts
+        if self._versioned:
+            values += [now(), expected]
         if new:
-            values["id"] = key
-            self._write_statement(stmts.insert, values)
+            self._write_statement(stmts.insert, stmts.insert_params(values))
             return 1 if self._versioned else None
-        values["k_id"] = key
         if must_exist:
-            self._write_statement(stmts.replace, values, self._must_match(id_, None))
+            self._write_statement(stmts.replace, stmts.replace_params(values),
+                                  self._must_match(id_, None))
             return None
         if expected is not None and self._versioned:
-            values["k_version"] = expected
-            self._write_statement(stmts.update_checked, values, self._must_match(id_, expected))
+            self._write_statement(stmts.update_checked, stmts.update_checked_params(values),
+                                  self._must_match(id_, expected))
             return expected + 1
-        values["id"] = key
-        self._write_statement(stmts.upsert, values)
+        self._write_statement(stmts.upsert, stmts.upsert_params(values))
         return None
 
     def _must_match(self, id_: Any, expected: int | None) -> _Check:
@@ -426,7 +421,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             if not rowcount:
                 raise NotFoundError(f"{self._describe()}: no record {id_} to remove", id_)
 
-        self._write_statement(self._stmts.delete, {"k_id": int(id_)}, check)
+        self._write_statement(self._stmts.delete, self._stmts.delete.single(int(id_)), check)
 
     def _ids(self) -> list[Any]:
         if self._txn is not None:

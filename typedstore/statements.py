@@ -9,6 +9,7 @@ bind processor, exactly as SQLAlchemy would apply it.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -64,6 +65,31 @@ class Compiled:
         if convert is None:
             return lambda value: {name: value}
         return lambda value: {name: convert(value)}
+
+    def builder(self, source: Sequence[str], aliases: Mapping[str, str] | None = None
+                ) -> Callable[[Sequence[Any]], Sequence[Any] | dict[str, Any]]:
+        """A function turning values listed in ``source`` order into driver parameters.
+
+        The write hot path builds one list per record and this turns it into
+        the driver's tuple or mapping in one pass (bind processors applied).
+        ``aliases`` maps a bind name to the source name holding its value
+        (``k_id`` -> ``id``). Raises ValueError if a bind has no source.
+        """
+        index = {name: i for i, name in enumerate(source)}
+        aliases = aliases or {}
+        try:
+            steps = [(name, index[aliases.get(name, name)], self.processors.get(name))
+                     for name in self.names]
+        except KeyError as exc:
+            raise ValueError(f"no value for bind {exc.args[0]!r} in {list(source)}") from None
+        if self.positional:
+            if not self.processors and len(steps) > 1:
+                return operator.itemgetter(*(i for _, i, _ in steps))
+            positional = [(i, f) for _, i, f in steps]
+            return lambda values: tuple([values[i] if f is None else f(values[i])
+                                         for i, f in positional])
+        return lambda values: {name: values[i] if f is None else f(values[i])
+                               for name, i, f in steps}
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """Driver parameters for ``values`` (keyed by bind name)."""
@@ -124,6 +150,17 @@ class RecordStatements:
             sa.select(c.version if has_version else sa.null()).where(key)
         )
         self.delete = compile_(table.delete().where(key))
+        # Values of a record write, in the order the store lists them; each
+        # write statement takes its parameters from such a list.
+        self.source = ["id", "data", *fields]
+        if has_version:
+            self.source += ["updated_at", "k_version"]
+        key_alias = {"k_id": "id"}
+        self.insert_params = self.insert.builder(self.source)
+        self.replace_params = self.replace.builder(self.source, key_alias)
+        self.upsert_params = self.upsert.builder(self.source)
+        if has_version:
+            self.update_checked_params = self.update_checked.builder(self.source, key_alias)
         self.ids = compile_(sa.select(c.id).order_by(c.id))
 
     def _upsert(self, dialect: sa.Dialect, insert_values: dict[str, Any],
