@@ -243,8 +243,11 @@ def _adapt(expression: Any, table: sa.Table) -> Any:
         )
 
     def replace(elem: Any) -> Any:
-        if isinstance(elem, sa.Column) and elem.table is not table:
-            return _column(table, elem.name)
+        # Also the row model's own (ORM-annotated) columns of this very table:
+        # plain columns compile without SQLAlchemy's ORM layer, much faster.
+        if isinstance(elem, sa.Column):
+            plain = _column(table, elem.name)
+            return None if plain is elem else plain
         return None
 
     return visitors.replacement_traverse(expression, {}, replace)  # type: ignore[call-overload]

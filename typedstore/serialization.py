@@ -26,7 +26,7 @@ import pickle
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, SupportsIndex
 
 from .defaults import DEFAULT_PROTOCOL
 from .errors import LoadError, UnsafeLoadError
@@ -79,6 +79,20 @@ class Persistable:
 
     changed = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__reduce_ex__" in cls.__dict__:
+            # Its own __reduce_ex__ hides it from the fast probe in dumps().
+            _use_general_probe(f"{cls.__qualname__} defines __reduce_ex__")
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        # dumps()'s fast probe: a Persistable other than the record's root
+        # means the record holds references.
+        root = _probe.root
+        if root is not _NOT_PROBING and root is not self:
+            raise _FoundReference
+        return object.__reduce_ex__(self, protocol)
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         obj = super().__new__(cls)
         slots = _watch.slots
@@ -109,6 +123,23 @@ class Persistable:
         return str(pid) if pid is not None else object.__repr__(self)
 
 
+def note_stored(obj: Any) -> None:
+    """Called by stores for each object they give a ``persistent_id`` (save or load).
+
+    An object that is not a Persistable but has an id is a reference target
+    too, which only the general probe of :func:`dumps` recognizes.
+    """
+    if _fast_probe and not isinstance(obj, Persistable) and hasattr(obj, "persistent_id"):
+        _use_general_probe(f"{type(obj).__qualname__} objects have persistent ids")
+
+
+def _use_general_probe(reason: str) -> None:
+    global _fast_probe
+    if _fast_probe:
+        log.debug("pickling probes every object from now on: %s", reason)
+    _fast_probe = False
+
+
 def is_external(obj: Any) -> bool:
     """True if ``obj`` is stored as a record of its own when referenced."""
     return isinstance(obj, Persistable) or (
@@ -121,6 +152,23 @@ def is_external(obj: Any) -> bool:
 
 class _FoundReference(Exception):
     """Raised by the probe pass when the object graph references a Persistable."""
+
+
+_NOT_PROBING = object()
+
+
+class _ProbeState(threading.local):
+    """Per thread: the root of the record the fast probe is pickling, if any."""
+
+    root: Any = _NOT_PROBING
+
+
+_probe = _ProbeState()
+
+#: True while every possible reference target is a Persistable that does not
+#: override ``__reduce_ex__``: then the probe pass is a plain C pickling in
+#: which Persistable.__reduce_ex__ spots references (no Python call per object).
+_fast_probe = True
 
 
 class _ProbePickler(pickle.Pickler):
@@ -155,14 +203,23 @@ def dumps(
     if needed). Raises whatever pickling raises (``pickle.PicklingError``,
     ``TypeError``, ``AttributeError``) for objects that cannot be pickled.
     """
-    buffer = io.BytesIO()
-    probe = _ProbePickler(buffer, protocol)
-    probe.root = obj
-    try:
-        probe.dump(obj)
-        return buffer.getvalue()
-    except _FoundReference:
-        pass
+    if _fast_probe:
+        previous, _probe.root = _probe.root, obj
+        try:
+            return pickle.dumps(obj, protocol)
+        except _FoundReference:
+            pass
+        finally:
+            _probe.root = previous
+    else:
+        buffer = io.BytesIO()
+        probe = _ProbePickler(buffer, protocol)
+        probe.root = obj
+        try:
+            probe.dump(obj)
+            return buffer.getvalue()
+        except _FoundReference:
+            pass
     buffer = io.BytesIO()
     pickler = _ReferencePickler(buffer, protocol)
     pickler.root = obj

@@ -34,7 +34,15 @@ from .errors import (
 )
 from .identity import IdentityMap
 from .ids import IdFactory
-from .serialization import AllowFn, allow_list, apply_upgrades, dumps, in_progress, loads
+from .serialization import (
+    AllowFn,
+    allow_list,
+    apply_upgrades,
+    dumps,
+    in_progress,
+    loads,
+    note_stored,
+)
 from .urls import StoreUrl, parse_store_url, redact
 
 if TYPE_CHECKING:
@@ -385,6 +393,7 @@ class Store(ABC):
             expected = self._identity.version(pid)
         txn.undo.append((obj, old_id, getattr(obj, "changed", _NO_ATTR)))
         _set_attr(obj, "persistent_id", pid)
+        note_stored(obj)
         txn.written[id(obj)] = pid
         txn.keep_alive.append(obj)
         return pid, new, expected
@@ -458,6 +467,7 @@ class Store(ABC):
             obj = self._unpickle(pid, backup)
         if getattr(obj, "persistent_id", None) != pid:
             _set_attr(obj, "persistent_id", pid)
+        note_stored(obj)
         if getattr(obj, "changed", False) is not False:
             _set_attr(obj, "changed", False)
         # Not journaled: a record written in this transaction is already mapped
