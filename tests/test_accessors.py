@@ -6,6 +6,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from typedstore import (
     GET,
@@ -16,6 +18,7 @@ from typedstore import (
     GetOnly,
     GetValue,
 )
+from typedstore.accessors import NO_DEFAULT, fast_accessor
 
 
 def job(**attrs: Any) -> SimpleNamespace:
@@ -191,3 +194,51 @@ def test_repr_shows_default() -> None:
 def test_private_names_are_not_paths() -> None:
     with pytest.raises(AttributeError):
         _ = GET._private
+
+
+# ---------------------------------------------------------------- fast_accessor
+
+NAMES = st.sampled_from(["a", "b", "c"])
+
+
+def nested(depth: int, draw: Any) -> Any:
+    """Objects nested ``depth`` deep with some of a, b, c set, leaves numbers."""
+    if depth == 0:
+        return draw(st.integers(0, 9))
+    return SimpleNamespace(**{name: nested(depth - 1, draw)
+                              for name in draw(st.sets(NAMES))})
+
+
+def build(path: list[str], default: Any, style: str) -> Any:
+    if style == "GetAttribute":
+        return GetAttribute(".".join(path), default=default)
+    accessor: Any = GET
+    for name in path:
+        accessor = getattr(accessor, name)
+    return accessor if default is NO_DEFAULT else GetAttribute(".".join(path), xform=GET,
+                                                                 default=default)
+
+
+@given(data=st.data(), path=st.lists(NAMES, min_size=1, max_size=3),
+       default=st.sampled_from([NO_DEFAULT, None, 7]),
+       style=st.sampled_from(["GET", "GetAttribute"]))
+def test_fast_accessor_gives_what_the_accessor_gives(data: Any, path: list[str], default: Any,
+                                                     style: str) -> None:
+    accessor = build(path, default, style)
+    fast = fast_accessor(accessor)
+    assert fast is not accessor  # attribute paths are always made fast
+    obj = nested(3, data.draw)
+
+    def outcome(fn: Any) -> Any:
+        try:
+            return ("value", fn(obj))
+        except AttributeError:
+            return ("missing", None)
+
+    assert outcome(fast) == outcome(accessor)
+
+
+@pytest.mark.parametrize("accessor", [GET, GET["x"], GET.a["x"], GET.a.ONLY(int),
+                                      GET.a[0].b, len])
+def test_fast_accessor_keeps_other_accessors(accessor: Any) -> None:
+    assert fast_accessor(accessor) is accessor

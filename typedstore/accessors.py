@@ -17,6 +17,7 @@ GC3Pie's older names ``GetAttributeValue`` and ``GetItemValue`` are aliases.
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -156,3 +157,36 @@ GET = GetValue()
 #: GC3Pie's names.
 GetAttribute = GetAttributeValue
 GetItem = GetItemValue
+
+
+def fast_accessor(accessor: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A callable giving the same results as ``accessor``, faster when possible.
+
+    A pure attribute path (``GET.a.b``, ``GetAttribute("a.b")``) becomes one
+    ``operator.attrgetter`` (no Python call per step; with a default, one
+    call); anything else is returned as it is. Row builders use it on every
+    save.
+    """
+    path: list[str] = []
+    node: Any = accessor
+    while type(node) is GetAttributeValue:
+        if node is not accessor and node._default is not NO_DEFAULT:
+            return accessor
+        path[:0] = node._path
+        node = node._xform
+    root = node is _identity or (type(node) is GetValue and node._default is NO_DEFAULT
+                                 and node._xform is _identity)
+    if not path or not root:
+        return accessor
+    getter = operator.attrgetter(".".join(path))
+    default = accessor._default  # type: ignore[attr-defined]
+    if default is NO_DEFAULT:
+        return getter
+
+    def get_or_default(obj: Any) -> Any:
+        try:
+            return getter(obj)
+        except MISSING_ERRORS:
+            return default
+
+    return get_or_default

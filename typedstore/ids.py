@@ -324,9 +324,8 @@ class IdFactory:
     def new(self, obj: Any) -> Any:
         """Return a new id for ``obj``."""
         with self._lock:
-            if not self._pool:
-                self._pool.extend(reversed(self._take(1)))
-            seqno = self._pool.pop()
+            pool = self._pool
+            seqno = pool.pop() if pool else self._take(1)[0]
         return self._id_class(obj, prefix=self._prefix, seqno=seqno)
 
 

@@ -41,7 +41,7 @@ from sqlalchemy.dialects import mysql
 from sqlmodel import Field, SQLModel
 from sqlmodel.main import get_column_from_field
 
-from .accessors import MISSING_ERRORS
+from .accessors import MISSING_ERRORS, fast_accessor
 from .defaults import STATE_LENGTH, UNKNOWN_STATE
 from .errors import SaveError
 
@@ -233,7 +233,8 @@ class RowBuilder:
                 adapter, exact = _validation(field)
             has_default = DEFAULT_KEY in column.info
             self.fields.append(FieldSpec(
-                column.name, extractor, column.info.get(DEFAULT_KEY), adapter, lenient,
+                column.name, fast_accessor(extractor), column.info.get(DEFAULT_KEY), adapter,
+                lenient,
                 required=not has_default and not column.nullable, exact=exact,
             ))
         self.names = ["state", *(f.name for f in self.fields)]
