@@ -428,7 +428,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             self._flush_for_read()
         cursor = self._run(self._stmts.ids, {})
         # Plain ints, as GC3Pie's list() gave (IntId is an int: they compare equal).
-        return [row[0] for row in cursor.fetchall()]
+        return [id_ for (id_,) in cursor]
 
     # ------------------------------------------------------------ queries
 
