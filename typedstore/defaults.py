@@ -22,6 +22,10 @@ ID_COUNTER_TABLE = "typedstore_ids"
 #: costs one short write transaction; unused numbers of a block are gaps, never reused.
 ID_BLOCK_SIZE = 100
 
+#: How often a SQL store tries to create a table's id counter row when processes
+#: race to create it and the database ends a transaction on the deadlock (MySQL).
+COUNTER_ATTEMPTS = 5
+
 #: How many ids a file-store process takes from the directory's counter file at once
 #: (each take rewrites and fsyncs that file). Smaller than the SQL block: every
 #: process that saves anything leaves at most this many numbers unused.

@@ -29,6 +29,7 @@ import itertools
 import json
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from .defaults import (
     FILE_ID_BLOCK_SIZE,
     FILESTORE_META_DIR,
     ID_LOCK_TIMEOUT,
+    STREAM_BATCH_SIZE,
 )
 from .errors import LoadError, NotFoundError, SaveError, StoreError
 from .fileindex import FileIndex
@@ -323,8 +325,14 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             log.error("%s: record %s cannot be indexed: %s", self._describe(), name, exc)
             return None
 
-    def _query_connection(self) -> sa.Connection:
-        return self.index.engine.connect()
+    def _run_select(self, statement: sa.Select[Any], named: bool = True
+                    ) -> Iterator[Sequence[Any]]:
+        with self.index.engine.connect() as conn:
+            result = conn.execution_options(yield_per=STREAM_BATCH_SIZE).execute(statement)
+            try:
+                yield from result.partitions()
+            finally:
+                result.close()
 
     def _default_order(self) -> list[Any]:
         return [self.table.c._seqno, self.table.c.id]

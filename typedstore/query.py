@@ -28,7 +28,6 @@ import sqlalchemy as sa
 from sqlalchemy.sql import visitors
 from sqlmodel import SQLModel
 
-from .defaults import STREAM_BATCH_SIZE
 from .rows import StoreRow
 
 
@@ -44,27 +43,14 @@ class QuerySource:
     row_model: type[SQLModel] | None
 
     @abstractmethod
-    def _query_connection(self) -> sa.Connection:
-        """A connection to run a query on; the query closes it."""
-
     def _run_select(self, statement: sa.Select[Any], named: bool = True
                     ) -> Iterator[Sequence[Any]]:
-        """Stream the rows of ``statement`` in batches (lists of rows).
+        """Stream the rows of ``statement`` in batches (lists of rows), closing
+        whatever it opened when the stream ends or is closed.
 
-        Runs on a pooled connection. ``named``: rows must offer attribute
-        access by column name (SQLAlchemy ``Row``); otherwise any sequence.
+        ``named``: rows must offer attribute access by column name (as
+        SQLAlchemy's ``Row``); otherwise any sequence.
         """
-        conn = self._query_connection()
-        result = None
-        try:
-            result = conn.execution_options(yield_per=STREAM_BATCH_SIZE).execute(statement)
-            yield from result.partitions()
-        finally:
-            # Close the result first: a server-side cursor left half read (a
-            # caller that stopped early) must be drained or discarded cleanly.
-            if result is not None:
-                result.close()
-            conn.close()
 
     def _object_columns(self) -> Sequence[sa.ColumnElement[Any]]:
         """Columns :meth:`_load_rows` needs to turn rows into objects."""

@@ -24,6 +24,7 @@ reused (numbers of a block left unused are gaps).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -33,9 +34,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from .defaults import DEFAULT_PROTOCOL, DEFAULT_TABLE, ID_BLOCK_SIZE, STREAM_BATCH_SIZE
+from .defaults import (
+    COUNTER_ATTEMPTS,
+    DEFAULT_PROTOCOL,
+    DEFAULT_TABLE,
+    ID_BLOCK_SIZE,
+    STREAM_BATCH_SIZE,
+)
 from .engine import create_store_engine, is_sqlite
-from .errors import ConflictError, LoadError, NotFoundError, SchemaError, StoreError
+from .errors import (
+    ConflictError,
+    LoadError,
+    NotFoundError,
+    SaveError,
+    SchemaError,
+    StoreError,
+)
 from .ids import BlockSequence, IdFactory, IntId, new_int_id
 from .query import Query, QuerySource, row_class
 from .rows import RowBuilder, now
@@ -54,6 +68,13 @@ from .tables import build_table, counter_table, new_metadata
 from .urls import StoreUrl, parse_store_url, redact
 
 log = logging.getLogger(__name__)
+
+class _CounterRaceLost(Exception):
+    """Creating the counter row lost a race that ended the whole transaction."""
+
+
+#: Names of PostgreSQL server-side cursors, unique within a process.
+_cursor_numbers = itertools.count()
 
 _Check = Callable[[int], None]
 
@@ -316,10 +337,17 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             # them to the counter, and _rollback drops the cached block.
             self._open_db_txn()
             return self._bump_counter(self._driver(), block)
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                conn.begin():
-            driver: Any = conn.connection.driver_connection
-            return self._bump_counter(driver.cursor(), block)
+        for attempt in range(1, COUNTER_ATTEMPTS + 1):
+            try:
+                with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
+                        conn.begin():
+                    driver: Any = conn.connection.driver_connection
+                    return self._bump_counter(driver.cursor(), block)
+            except _CounterRaceLost as lost:
+                log.debug("%s: creating the id counter row raced (attempt %d): %s",
+                          self._describe(), attempt, lost.__cause__)
+        raise SaveError(f"{self._describe()}: could not create the id counter row in "
+                        f"{COUNTER_ATTEMPTS} attempts (concurrent creators kept deadlocking)")
 
     def _bump_counter(self, cursor: Any, n: int) -> int:
         sql = self._counter_sql
@@ -337,7 +365,12 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             except Exception as exc:  # another process created the row first
                 log.debug("counter row for %s created concurrently (%s); retrying",
                           self.table_name, exc)
-                cursor.execute("ROLLBACK TO SAVEPOINT typedstore_counter")
+                try:
+                    cursor.execute("ROLLBACK TO SAVEPOINT typedstore_counter")
+                except Exception as gone:
+                    # MySQL ends the whole transaction on a deadlock (both
+                    # creators held gap locks): start it again.
+                    raise _CounterRaceLost from gone
                 cursor.execute(sql["bump"].sql, sql["bump"].params(values))
             else:
                 cursor.execute("RELEASE SAVEPOINT typedstore_counter")
@@ -440,40 +473,47 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         """
         return Query(self, conditions, equal)
 
-    def _query_connection(self) -> sa.Connection:
-        return self.engine.connect()
-
     def _run_select(self, statement: sa.Select[Any], named: bool = True
                     ) -> Iterator[Sequence[Any]]:
         """Stream the rows of a query, in batches.
 
         Inside a transaction: on this store's own connection, so the query sees
         the transaction's writes (and an in-memory database, which has only that
-        connection, keeps its transaction). Outside one: SQLite reads on a pooled
-        driver connection (SQLAlchemy's result machinery would cost more than
-        SQLite's own work); PostgreSQL and MySQL stream through SQLAlchemy with
-        server-side cursors.
+        connection, keeps its transaction). Outside one: on a pooled driver
+        connection, through a server-side cursor on PostgreSQL and MySQL
+        (SQLAlchemy's result machinery would cost more per row than the
+        database's own work).
         """
         if self._txn is not None:
             self._open_db_txn()
             self._flush_inserts()
             self._driver()
             # Not the store's cursor: loads may run while the caller iterates.
-            yield from self._raw_select(self._conn, statement, named)
-        elif self._sqlite:
+            yield from self._raw_select(statement, named, self._conn.cursor())
+        else:
             pooled = self.engine.raw_connection()
             try:
-                yield from self._raw_select(pooled.driver_connection, statement, named)
+                cursor = self._streaming_cursor(pooled.driver_connection)
+                yield from self._raw_select(statement, named, cursor)
             finally:
-                pooled.close()
-        else:
-            yield from super()._run_select(statement, named)
+                pooled.close()  # the pool rolls back the read transaction
 
-    def _raw_select(self, connection: Any, statement: sa.Select[Any], named: bool
+    def _streaming_cursor(self, connection: Any) -> Any:
+        """A cursor that fetches rows from the server as they are read."""
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return connection.cursor(name=f"typedstore_{os.getpid()}_{next(_cursor_numbers)}")
+        if dialect in ("mysql", "mariadb"):
+            import pymysql.cursors
+
+            return connection.cursor(pymysql.cursors.SSCursor)
+        return connection.cursor()  # SQLite steps through rows as they are read
+
+    def _raw_select(self, statement: sa.Select[Any], named: bool, cursor: Any
                     ) -> Iterator[list[Any]]:
-        """Run a SQLAlchemy select on a driver connection, with SQLAlchemy's bind and
-        result conversions, yielding batches of rows: tuples, or with ``named``
-        :class:`~typedstore.query.ResultRow` rows."""
+        """Run a SQLAlchemy select on a driver cursor (closed at the end), with
+        SQLAlchemy's bind and result conversions, yielding batches of rows:
+        tuples, or with ``named`` :class:`~typedstore.query.ResultRow` rows."""
         dialect = self.engine.dialect
         # render_postcompile: "IN" lists and literal-execute values become plain binds.
         compiled: Any = statement.compile(dialect=dialect,
@@ -482,14 +522,15 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         processors = compiled._bind_processors
         values = {k: (processors[k](v) if k in processors else v) for k, v in params.items()}
         args = tuple(values[n] for n in compiled.positiontup) if dialect.positional else values
-        converters = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns
-        ]
-        convert = any(c is not None for c in converters)
-        cursor = connection.cursor()
         try:
             cursor.execute(compiled.string, args)
+            # As SQLAlchemy does: result conversions chosen by the driver's type codes.
+            converters = [
+                column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+                for column, described in zip(statement.selected_columns, cursor.description,
+                                             strict=True)
+            ]
+            convert = any(c is not None for c in converters)
             make = row_class(tuple(c[0] for c in cursor.description)) if named else None
             while True:
                 batch = cursor.fetchmany(STREAM_BATCH_SIZE)
