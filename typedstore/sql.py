@@ -73,8 +73,37 @@ class _CounterRaceLost(Exception):
     """Creating the counter row lost a race that ended the whole transaction."""
 
 
-#: Names of PostgreSQL server-side cursors, unique within a process.
-_cursor_numbers = itertools.count()
+class _PsycopgStream:
+    """A psycopg cursor read with ``stream()``, behind the DB-API calls a query uses.
+
+    The server sends the rows in chunks of :data:`STREAM_BATCH_SIZE` as they
+    are read: one round trip and constant memory, where a named (server-side)
+    cursor costs a round trip per batch plus DECLARE and CLOSE.
+    """
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+        self._rows: Iterator[Any] = iter(())
+
+    def execute(self, sql: str, params: Any) -> None:
+        stream = self._cursor.stream(sql, params, size=STREAM_BATCH_SIZE)
+        # The first chunk arrives with the description of the columns.
+        first = next(stream, None)
+        self._rows = stream if first is None else itertools.chain([first], stream)
+        self._stream = stream
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    def fetchmany(self, size: int) -> list[Any]:
+        return list(itertools.islice(self._rows, size))
+
+    def close(self) -> None:
+        stream = getattr(self, "_stream", None)
+        if stream is not None:
+            stream.close()  # psycopg cancels a query left half read
+        self._cursor.close()
 
 _Check = Callable[[int], None]
 
@@ -502,7 +531,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         """A cursor that fetches rows from the server as they are read."""
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
-            return connection.cursor(name=f"typedstore_{os.getpid()}_{next(_cursor_numbers)}")
+            return _PsycopgStream(connection.cursor())
         if dialect in ("mysql", "mariadb"):
             import pymysql.cursors
 
@@ -524,6 +553,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         args = tuple(values[n] for n in compiled.positiontup) if dialect.positional else values
         try:
             cursor.execute(compiled.string, args)
+            if cursor.description is None:
+                return  # psycopg's stream describes no columns when no row came
             # As SQLAlchemy does: result conversions chosen by the driver's type codes.
             converters = [
                 column.type.dialect_impl(dialect).result_processor(dialect, described[1])

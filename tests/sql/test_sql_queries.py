@@ -314,3 +314,20 @@ def test_objects_before_an_unreadable_record_arrive_before_its_error(
             got.append(obj.jobname)
     assert got == ["b0", "b1", "b2"]
     assert str(broken) in str(caught.value)
+
+
+def test_streams_stopped_early_leave_the_store_usable(open_store: OpenStore) -> None:
+    """Closing a half-read query (server-side stream on PostgreSQL and MySQL) frees its
+    connection cleanly: later queries on the same store, many times over, still work."""
+    store: Any = open_store(row_model=Row, durable=False)
+    store.save_many([make_job(f"e{i:04d}", cores=1, state="RUNNING") for i in range(1500)])
+    for _ in range(8):  # more rounds than the pool keeps connections
+        objects = store.query(state="RUNNING").objects()
+        assert next(objects).jobname == "e0000"
+        objects.close()
+        rows = store.query(Row.cores == 1).tuples()
+        assert next(rows).jobname == "e0000"
+        rows.close()
+    assert store.query(state="RUNNING").count() == 1500
+    assert [r.jobname for r in store.query().order_by(Row.jobname.desc()).limit(2)] == [
+        "e1499", "e1498"]
