@@ -56,6 +56,9 @@ def create_store_engine(url: str | sa.URL, **options: Any) -> sa.Engine:
     sa_url = sa.make_url(url)
     if sa_url.get_backend_name() != "sqlite":
         options.setdefault("pool_pre_ping", True)
+        # Positional parameters: the drivers take a tuple per row with less
+        # work than a mapping (psycopg reorders a dict on every execute).
+        options.setdefault("paramstyle", "format")
         return sa.create_engine(sa_url, **options)
     connect_args = dict(options.pop("connect_args", {}))
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT)

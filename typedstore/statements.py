@@ -42,6 +42,10 @@ class Compiled:
             type_ = types.get(name)
             if type_ is None:
                 continue
+            if dialect.name == "sqlite" and isinstance(type_, sa.LargeBinary):
+                # sqlite3 stores bytes as a BLOB as they are; SQLAlchemy's
+                # processor would only wrap each payload in a memoryview.
+                continue
             processor = type_.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self.processors[name] = processor
