@@ -8,7 +8,8 @@ store built from it. A query can return:
 
 * row-model instances (iterating the query, :meth:`Query.rows`, :meth:`Query.first`),
   without unpickling anything;
-* SQLAlchemy ``Row`` tuples (:meth:`Query.tuples`), the cheapest form;
+* tuples with attribute access by column name, like SQLAlchemy's ``Row``
+  (:meth:`Query.tuples`), the cheapest form;
 * the loaded objects (:meth:`Query.objects`), through the store's identity map;
 * ids (:meth:`Query.ids`) or a count (:meth:`Query.count`).
 
@@ -136,7 +137,8 @@ class Query:
         return self.source._run_select(self._select(columns), named)
 
     def tuples(self) -> Iterator[sa.Row[Any]]:
-        """Stream SQLAlchemy rows (attribute access by column name), ``data`` left out."""
+        """Stream rows as tuples with attribute access by column name (SQLAlchemy
+        ``Row`` or :class:`ResultRow`), ``data`` left out."""
         for batch in self._batches(self.source._result_columns(), named=True):
             yield from batch
 
