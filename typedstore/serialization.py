@@ -260,7 +260,7 @@ def register_class_alias(old: str, new: str | type) -> None:
     global _ALIAS_MODULES
     target = (new.__module__, new.__qualname__) if isinstance(new, type) else _split(new)
     _CLASS_ALIASES[_split(old)] = target
-    _ALIAS_MODULES = _top_modules(_CLASS_ALIASES)
+    _ALIAS_MODULES = _searched_modules(_CLASS_ALIASES)
 
 
 #: Decides whether a record may name a class: ``(module, name) -> bool``.
@@ -439,7 +439,7 @@ def _needs_mapping(data: bytes) -> bool:
     return False
 
 
-def _top_modules(aliases: Mapping[tuple[str, str], Any]) -> tuple[bytes, ...]:
+def _searched_modules(aliases: Mapping[tuple[str, str], Any]) -> tuple[bytes, ...]:
     """Importable module names of aliased classes, as bytes, for :func:`_needs_mapping`.
 
     A pickle names a class's module in full, so a module is looked for only if
@@ -465,7 +465,7 @@ def _installed(package: str) -> bool:
         return True  # unknown: keep searching payloads for it
 
 
-_ALIAS_MODULES = _top_modules(_CLASS_ALIASES)
+_ALIAS_MODULES = _searched_modules(_CLASS_ALIASES)
 
 
 #: A root slot that is already taken: Persistables created under it are not roots.

@@ -69,6 +69,7 @@ from .urls import StoreUrl, parse_store_url, redact
 
 log = logging.getLogger(__name__)
 
+
 class _CounterRaceLost(Exception):
     """Creating the counter row lost a race that ended the whole transaction."""
 
@@ -104,6 +105,7 @@ class _PsycopgStream:
         if stream is not None:
             stream.close()  # psycopg cancels a query left half read
         self._cursor.close()
+
 
 _Check = Callable[[int], None]
 
@@ -509,8 +511,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         Inside a transaction: on this store's own connection, so the query sees
         the transaction's writes (and an in-memory database, which has only that
         connection, keeps its transaction). Outside one: on a pooled driver
-        connection, through a server-side cursor on PostgreSQL and MySQL
-        (SQLAlchemy's result machinery would cost more per row than the
+        connection, rows fetched as they are read (:meth:`_streaming_cursor`;
+        SQLAlchemy's result machinery would cost more per row than the
         database's own work).
         """
         if self._txn is not None:
@@ -576,9 +578,9 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             cursor.close()
 
     def _load_rows(self, batches: Iterable[Sequence[Any]]) -> Iterator[Any]:
-        # One lock and one identity-map lookup per row, one yield per batch
-        # (the lock is never held while the caller has the generator).
-        # The batches are closed however this ends, so that a server-side
+        # One lock per batch and one identity-map lookup per row; the objects
+        # are yielded after the lock is released (never held by a paused
+        # generator). The batches are closed however this ends, so that a server-side
         # cursor is not left open by an error kept alive in a traceback.
         get = self._identity.get
         with closing(iter(batches)) as stream:  # type: ignore[type-var]
