@@ -7,11 +7,14 @@ import multiprocessing
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from typedstore import FilesystemStore, Id, IdFactory, IntId, JobIdFactory
-from typedstore.ids import FileCounter
+from typedstore.ids import BlockSequence, FileCounter
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 
@@ -333,3 +336,35 @@ def test_file_counter_is_unique_across_processes(tmp_path: Path) -> None:
         assert numbers == sorted(numbers)
         assert len(set(numbers)) == len(numbers)
     assert FileCounter(path)() == max(everything) + 1
+
+
+@given(calls=st.lists(st.one_of(st.integers(1, 30), st.just("reset")), max_size=60),
+       block=st.integers(1, 12))
+def test_block_sequence_hands_out_each_number_once_and_runs_consecutive(
+    calls: list[Any], block: int
+) -> None:
+    """Numbers come from fetched blocks only, never twice; a call's numbers are
+    consecutive; a reset (rollback, fork) drops the rest of the block."""
+    fetched: list[range] = []
+    counter = [1]
+
+    def fetch(n: int) -> int:
+        assert n >= block
+        first = counter[0]
+        counter[0] += n
+        fetched.append(range(first, first + n))
+        return first
+
+    sequence = BlockSequence(fetch, block)
+    issued: list[int] = []
+    for call in calls:
+        if call == "reset":
+            sequence.reset()
+            continue
+        first = sequence(call)
+        numbers = list(range(first, first + call))
+        assert any(numbers[0] in r and numbers[-1] in r for r in fetched)
+        issued += numbers
+    assert len(issued) == len(set(issued))
+    assert issued == sorted(issued)
+    assert len(fetched) <= len([c for c in calls if c != "reset"])

@@ -220,24 +220,24 @@ class BlockSequence:
     def __init__(self, fetch: Callable[[int], int], block_size: int) -> None:
         self.fetch = fetch
         self.block_size = block_size
-        self._block = range(0)
+        self._next = self._end = 0  # the cached block: [_next, _end)
         self._lock = threading.Lock()
 
     def __call__(self, n: int = 1) -> int:
         """``n`` consecutive fresh numbers: return the first."""
         with self._lock:
-            if len(self._block) < n:
+            first = self._next
+            if self._end - first < n:
                 # A short remainder is dropped: numbers must be consecutive.
                 size = max(n, self.block_size)
                 first = self.fetch(size)
-                self._block = range(first, first + size)
-            first = self._block[0]
-            self._block = self._block[n:]
+                self._end = first + size
+            self._next = first + n
             return first
 
     def reset(self) -> None:
         """Drop the cached block (after a rollback that returned it, or a fork)."""
-        self._block = range(0)
+        self._next = self._end = 0
         self._lock = threading.Lock()
 
 
@@ -307,7 +307,12 @@ class IdFactory:
         if self._next_id_fn is None:
             self._next_id_fn = _home_counter()
         got = self._next_id_fn(n)
-        numbers = list(range(got, got + n)) if isinstance(got, int) else [int(x) for x in got]
+        return list(range(got, got + n)) if isinstance(got, int) else self._numbers(got, n)
+
+    @staticmethod
+    def _numbers(got: Iterable[Any], n: int) -> list[int]:
+        """The numbers a sequence returned as an iterable; exactly ``n`` of them."""
+        numbers = [int(x) for x in got]
         if len(numbers) != n:
             raise ValueError(f"id sequence returned {len(numbers)} numbers, {n} were asked")
         return numbers
@@ -325,7 +330,13 @@ class IdFactory:
         """Return a new id for ``obj``."""
         with self._lock:
             pool = self._pool
-            seqno = pool.pop() if pool else self._take(1)[0]
+            if pool:
+                seqno = pool.pop()
+            else:
+                if self._next_id_fn is None:
+                    self._next_id_fn = _home_counter()
+                got = self._next_id_fn(1)
+                seqno = got if isinstance(got, int) else self._numbers(got, 1)[0]
         return self._id_class(obj, prefix=self._prefix, seqno=seqno)
 
 

@@ -365,8 +365,8 @@ class Store(ABC):
         """
         txn = self._txn
         assert txn is not None
-        txn.written = {}
-        txn.queue = []
+        txn.written.clear()
+        txn.queue.clear()
         root_claim = self._claim(root, forced_id)
         self._write_object(root, root_claim, must_exist)
         while txn.queue:
