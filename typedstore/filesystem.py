@@ -57,7 +57,7 @@ _TMP_SUFFIX = ".tmp"
 _DELETE = None  # pending-operation marker for a removal
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str | os.PathLike[str]) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -105,6 +105,10 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             raise StoreError(f"FilesystemStore needs a directory, got {url}")
         self.directory = Path(url.target)
         self._meta = self.directory / FILESTORE_META_DIR
+        # Plain strings for the per-record hot path (pathlib costs more per call
+        # than the system calls it wraps).
+        self._dir = str(self.directory)
+        self._journal = os.path.join(self._meta, "journal")
         self._meta.mkdir(parents=True, exist_ok=True)
         self._durable = durable
         self._commit_lock = ProcessLock(self._meta / "commit.lock", ID_LOCK_TIMEOUT)
@@ -145,8 +149,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 return text
         return id_
 
-    def _path(self, id_: Any) -> Path:
-        return self.directory / str(id_)
+    def _path(self, id_: Any) -> str:
+        return os.path.join(self._dir, str(id_))
 
     def _record_names(self) -> list[str]:
         names = []
@@ -172,9 +176,10 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 raise NotFoundError(f"{self._describe()}: no record {id_}", id_)
             return pending[0], None
         path = self._path(id_)
-        for candidate in (path, path.with_name(path.name + BACKUP_SUFFIX)):
+        for candidate in (path, path + BACKUP_SUFFIX):
             try:
-                return candidate.read_bytes(), None
+                with open(candidate, "rb") as stream:
+                    return stream.read(), None
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -183,9 +188,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         raise NotFoundError(f"{self._describe()}: no record {id_}", id_)
 
     def _read_backup(self, id_: Any) -> bytes | None:
-        backup = self._path(id_).with_name(str(id_) + BACKUP_SUFFIX)
         try:
-            return backup.read_bytes()
+            with open(self._path(id_) + BACKUP_SUFFIX, "rb") as stream:
+                return stream.read()
         except FileNotFoundError:
             return None
 
@@ -193,7 +198,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         if id_ in self._pending:
             return self._pending[id_] is not _DELETE
         path = self._path(id_)
-        return path.exists() or path.with_name(path.name + BACKUP_SUFFIX).exists()
+        return os.path.exists(path) or os.path.exists(path + BACKUP_SUFFIX)
 
     def _ids(self) -> list[Any]:
         ids = {self._coerce_id(name) for name in self._record_names()}
@@ -230,17 +235,15 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     def _rollback(self) -> None:
         self._pending.clear()
 
-    def _temp_path(self, id_: Any) -> Path:
-        return self.directory / f".{id_}.{os.getpid()}.{next(self._tmp_counter)}{_TMP_SUFFIX}"
-
-    def _write_temp(self, id_: Any, payload: bytes) -> Path:
-        tmp = self._temp_path(id_)
-        with open(tmp, "wb") as stream:
+    def _write_temp(self, id_: Any, payload: bytes) -> str:
+        """Write ``payload`` to a new dot-named temporary file; return its name."""
+        name = f".{id_}.{os.getpid()}.{next(self._tmp_counter)}{_TMP_SUFFIX}"
+        with open(os.path.join(self._dir, name), "wb") as stream:
             stream.write(payload)
             stream.flush()
             if self._durable:
                 os.fsync(stream.fileno())
-        return tmp
+        return name
 
     def _commit(self) -> None:
         pending, self._pending = self._pending, {}
@@ -254,13 +257,12 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                     staged.append((str(id_), None))
                     continue
                 payload, values = entry
-                tmp = self._write_temp(id_, payload)
-                staged.append((str(id_), tmp.name))
+                staged.append((str(id_), self._write_temp(id_, payload)))
                 index_rows.append((str(id_), values))
         except BaseException:
             for _, tmp_name in staged:
                 if tmp_name is not None:
-                    _unlink(self.directory / tmp_name)
+                    _unlink(os.path.join(self._dir, tmp_name))
             raise
         deletes = [name for name, tmp_name in staged if tmp_name is None]
         with self._commit_lock:
@@ -283,7 +285,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 self._apply(staged)
                 journal.unlink()
             if self._durable:
-                _fsync_dir(self.directory)
+                _fsync_dir(self._dir)
             # The rows are settled lazily: in the next commit's index transaction
             # (or before a query, or on close). Until then they read as pending,
             # which is never wrong, only more work for a query elsewhere.
@@ -292,17 +294,17 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     def _apply(self, staged: list[tuple[str, str | None]]) -> None:
         """Rename temporaries over records and delete removed ones (idempotent)."""
         for name, tmp in staged:
-            target = self.directory / name
+            target = os.path.join(self._dir, name)
             if tmp is not None:
                 try:
-                    os.replace(self.directory / tmp, target)
+                    os.replace(os.path.join(self._dir, tmp), target)
                 except FileNotFoundError:
-                    if not target.exists():
+                    if not os.path.exists(target):
                         raise
                     # Already applied by an earlier, interrupted recovery.
             else:
                 _unlink(target)
-            _unlink(target.with_name(name + BACKUP_SUFFIX))
+            _unlink(target + BACKUP_SUFFIX)
 
     # ------------------------------------------------------------ queries
 
@@ -365,9 +367,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._pending = {}
 
     def _recover_journal(self) -> None:
-        journal = self._meta / "journal"
-        if not journal.exists():
+        if not os.path.exists(self._journal):
             return
+        journal = Path(self._journal)
         with self._commit_lock:
             try:
                 staged = json.loads(journal.read_text())
@@ -380,9 +382,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             journal.unlink()
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: str | os.PathLike[str]) -> None:
     with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+        os.unlink(path)
 
 
 def _sort_key(id_: Any) -> tuple[str, int, str]:
