@@ -304,10 +304,14 @@ class IdFactory:
             self._pool.clear()
 
     def _take(self, n: int) -> list[int]:
+        got = self._fetch(n)
+        return list(range(got, got + n)) if isinstance(got, int) else self._numbers(got, n)
+
+    def _fetch(self, n: int) -> Any:
+        """Ask the sequence for ``n`` numbers (the home counter if none was bound)."""
         if self._next_id_fn is None:
             self._next_id_fn = _home_counter()
-        got = self._next_id_fn(n)
-        return list(range(got, got + n)) if isinstance(got, int) else self._numbers(got, n)
+        return self._next_id_fn(n)
 
     @staticmethod
     def _numbers(got: Iterable[Any], n: int) -> list[int]:
@@ -333,9 +337,7 @@ class IdFactory:
             if pool:
                 seqno = pool.pop()
             else:
-                if self._next_id_fn is None:
-                    self._next_id_fn = _home_counter()
-                got = self._next_id_fn(1)
+                got = self._fetch(1)
                 seqno = got if isinstance(got, int) else self._numbers(got, 1)[0]
         return self._id_class(obj, prefix=self._prefix, seqno=seqno)
 
