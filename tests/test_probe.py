@@ -48,7 +48,7 @@ print("ok")
 
 def run(tmp_path: Path, fast: bool, extra: str = "", prepare: str = "", check: str = "",
         extra_records: int = 0) -> None:
-    script = SCENARIO.format(extra=textwrap.indent(extra, ""), prepare=prepare, fast=fast,
+    script = SCENARIO.format(extra=extra, prepare=prepare, fast=fast,
                              check=check, extra_records=extra_records)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "store")],

@@ -93,10 +93,10 @@ class IdentityMap:
         if self.journal is not None:
             entry = self._entries.get(id_)
             obj = None if entry is None else entry()
-            if obj is None:
+            if entry is None or obj is None:
                 self.journal.append((id_, _MISSING, None))
             else:
-                self.journal.append((id_, obj, entry.version))  # type: ignore[union-attr]
+                self.journal.append((id_, obj, entry.version))
 
     def put(self, id_: Any, obj: Any, version: int | None, journal: bool = True) -> None:
         """Map ``id_`` to ``obj`` stored at ``version``.

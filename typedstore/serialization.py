@@ -366,13 +366,16 @@ def apply_upgrades(obj: Any) -> Any:
     return obj
 
 
-class _Unpickler(pickle.Unpickler):
-    """Resolves persistent ids through the store; registers its frame on first use."""
+class _RecordUnpickler(pickle.Unpickler):
+    """Resolves persistent ids through the store (registering its frame on first
+    use) and maps class names: aliases, allow-list, placeholders for missing classes."""
 
     resolve: Callable[[Any], Any]
     record_id: Any = None
     frame: _LoadFrame
     frame_key: tuple[int, Any] | None = None
+    allow: AllowFn | None = None
+    placeholders = False
 
     def persistent_load(self, pid: Any) -> Any:
         if self.frame_key is None:
@@ -381,13 +384,6 @@ class _Unpickler(pickle.Unpickler):
             self.frame_key = (id(self.frame.owner), self.record_id)
             _frames[self.frame_key] = self.frame
         return self.resolve(pid)
-
-
-class _MappingUnpickler(_Unpickler):
-    """Also maps class names: aliases, allow-list, placeholders for missing classes."""
-
-    allow: AllowFn | None = None
-    placeholders = False
 
     def find_class(self, module: str, name: str) -> Any:
         module, name = _CLASS_ALIASES.get((module, name), (module, name))
@@ -543,7 +539,7 @@ def loads(
                 slots.pop()
     # The resolving unpickler maps classes too (aliases of packages that are
     # not installed are not searched for in the payload).
-    unpickler = _MappingUnpickler(io.BytesIO(data))
+    unpickler = _RecordUnpickler(io.BytesIO(data))
     unpickler.allow = allow
     unpickler.placeholders = placeholders
     unpickler.resolve = resolve

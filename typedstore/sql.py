@@ -84,14 +84,14 @@ class _PsycopgStream:
 
     def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
+        self._stream: Any = None
         self._rows: Iterator[Any] = iter(())
 
     def execute(self, sql: str, params: Any) -> None:
-        stream = self._cursor.stream(sql, params, size=STREAM_BATCH_SIZE)
+        self._stream = stream = self._cursor.stream(sql, params, size=STREAM_BATCH_SIZE)
         # The first chunk arrives with the description of the columns.
         first = next(stream, None)
         self._rows = stream if first is None else itertools.chain([first], stream)
-        self._stream = stream
 
     @property
     def description(self) -> Any:
@@ -101,9 +101,8 @@ class _PsycopgStream:
         return list(itertools.islice(self._rows, size))
 
     def close(self) -> None:
-        stream = getattr(self, "_stream", None)
-        if stream is not None:
-            stream.close()  # psycopg cancels a query left half read
+        if self._stream is not None:
+            self._stream.close()  # psycopg cancels a query left half read
         self._cursor.close()
 
 

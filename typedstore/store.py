@@ -476,8 +476,9 @@ class Store(ABC):
         return obj
 
     def _unpickle(self, pid: Any, payload: bytes) -> Any:
-        return apply_upgrades(loads(payload, self._resolve_reference, pid, self._allow, self,
-                                    self._placeholders))
+        return apply_upgrades(loads(payload, self._resolve_reference, record_id=pid,
+                                    allow=self._allow, owner=self,
+                                    placeholders=self._placeholders))
 
     def _read_backup(self, id_: Any) -> bytes | None:
         """An older copy of a record whose payload did not load (GC3Pie's ``.OLD``), if any."""
