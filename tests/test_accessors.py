@@ -136,27 +136,39 @@ def test_other_errors_are_not_swallowed_by_default() -> None:
         GetItem(0, default="dflt")(5)
 
 
-def test_only_passes_instances() -> None:
-    accessor = GET.x.ONLY(int)
+class Other:
+    def __init__(self, **attrs: Any) -> None:
+        self.__dict__.update(attrs)
+
+
+def test_only_tests_the_object_not_the_value() -> None:
+    # GC3Pie 2.6.8: GET.x.ONLY(cls) reads obj.x only when obj is a cls.
+    accessor = GET.x.ONLY(type(job()))
     assert isinstance(accessor, GetOnly)
     assert accessor(job(x=3)) == 3
-    with pytest.raises((AttributeError, KeyError, IndexError, TypeError, ValueError)):
-        accessor(job(x="3"))
+    assert accessor(job(x="3")) == "3"
+    assert accessor(Other(x=3)) is None
 
 
-def test_only_mismatch_counts_as_missing() -> None:
-    accessor = GetAttribute("x", default=-1).ONLY(int)
+def test_only_mismatch_gives_the_default() -> None:
+    accessor = GetAttribute("x", default=-1).ONLY(type(job()))
     assert accessor(job(x=3)) == 3
-    assert accessor(job(x="3")) == -1
-    assert accessor(job(x=None)) == -1
     assert accessor(job()) == -1
+    assert accessor(Other(x=3)) == -1
+
+
+def test_only_without_default_never_raises_on_mismatch_but_path_errors_propagate() -> None:
+    accessor = GET.x.ONLY(type(job()))
+    assert accessor(Other()) is None
+    with pytest.raises(AttributeError):
+        accessor(job())
 
 
 def test_only_accepts_a_tuple_of_types() -> None:
-    accessor = GetValue(default="no").v.ONLY((int, float))
-    assert accessor(job(v=1.5)) == 1.5
-    assert accessor(job(v=2)) == 2
-    assert accessor(job(v="2")) == "no"
+    accessor = GetValue(default="no").ONLY((int, float))
+    assert accessor(1.5) == 1.5
+    assert accessor(2) == 2
+    assert accessor("2") == "no"
 
 
 def test_only_on_root() -> None:

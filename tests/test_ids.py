@@ -31,7 +31,7 @@ class Recorder:
         self.calls: list[int] = []
         self.as_list = as_list
 
-    def __call__(self, n: int) -> int | Iterable[int]:
+    def __call__(self, n: int = 1) -> int | Iterable[int]:
         self.calls.append(n)
         first, self.next = self.next, self.next + n
         return list(range(first, first + n)) if self.as_list else first
@@ -41,7 +41,7 @@ class Recorder:
 
 
 def test_id_is_prefix_dot_number() -> None:
-    id_ = Id(None, "job", 12)
+    id_ = Id("job", 12)
     assert isinstance(id_, str)
     assert id_ == "job.12"
     assert str(id_) == "job.12"
@@ -49,9 +49,11 @@ def test_id_is_prefix_dot_number() -> None:
     assert id_._seqno == 12
 
 
-def test_id_prefix_defaults_to_class_name() -> None:
-    assert Id(Application(), None, 3) == "Application.3"
-    assert Id(Application(), seqno=4) == "Application.4"
+def test_id_takes_gc3pie_signature() -> None:
+    # gc3libs.persistence.idfactory.Id(prefix, seqno), 2.6.8
+    assert Id("Application", 3) == "Application.3"
+    assert Id(prefix="Application", seqno=4) == "Application.4"
+    assert Id("job", 7).__getnewargs__() == ("job", 7)
 
 
 def test_id_from_single_string() -> None:
@@ -64,7 +66,11 @@ def test_id_needs_a_number() -> None:
     with pytest.raises(TypeError):
         Id(Application())
     with pytest.raises(TypeError):
-        Id(None, "job")
+        Id("job")
+    with pytest.raises(TypeError):
+        Id("job", True)
+    with pytest.raises(TypeError):
+        Id("job", 1.5)
 
 
 @pytest.mark.parametrize(
@@ -102,7 +108,7 @@ def test_id_orders_by_prefix_first() -> None:
 
 
 def test_id_equals_and_hashes_like_its_string() -> None:
-    id_ = Id(None, "job", 5)
+    id_ = Id("job", 5)
     assert id_ == "job.5"
     assert "job.5".__eq__(id_) is True  # the reflected comparison
     assert id_ != "job.6"
@@ -117,7 +123,7 @@ def test_id_equals_and_hashes_like_its_string() -> None:
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_id_pickles_equal(protocol: int) -> None:
-    id_ = Id(None, "Application", 10)
+    id_ = Id("Application", 10)
     back = pickle.loads(pickle.dumps(id_, protocol))
     assert type(back) is Id
     assert back == id_
@@ -161,17 +167,22 @@ def test_intid_is_int_like() -> None:
     assert repr(id_) == "IntId(7)"
 
 
-def test_intid_takes_factory_signature() -> None:
-    id_ = IntId(Application(), "ignored", 5)
+def test_intid_takes_gc3pie_signature() -> None:
+    # gc3libs.persistence.sql.IntId(prefix, seqno), 2.6.8: the prefix is ignored
+    id_ = IntId("ignored", 5)
     assert type(id_) is IntId
     assert id_ == 5
-    assert IntId(None, None, 0) == 0
-    assert IntId(obj=None, prefix="p", seqno=12) == 12
+    assert IntId(None, 0) == 0
+    assert IntId(prefix="p", seqno=12) == 12
+    assert id_.__getnewargs__() == (None, 5)
 
 
-def test_intid_needs_a_number() -> None:
+@pytest.mark.parametrize("bad", [None, True, 1.9, "3"])
+def test_intid_needs_an_integer(bad: object) -> None:
     with pytest.raises(TypeError):
-        IntId()
+        IntId(bad)
+    with pytest.raises(TypeError):
+        IntId(None, bad)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

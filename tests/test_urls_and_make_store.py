@@ -172,14 +172,19 @@ def test_table_fragment_is_parsed() -> None:
     assert url.scheme == "postgresql"
     assert url.driver == "psycopg"
     assert url.target == "postgresql+psycopg://u:pw@host/db"
-    assert "pw" not in str(url)
+    # str() keeps the password (GC3Pie reopens sessions from it); repr() and
+    # .redacted, which every message uses, hide it.
+    assert str(url) == "postgresql+psycopg://u:pw@host/db#table=my_jobs"
+    assert "pw" not in repr(url)
+    assert url.redacted == "postgresql+psycopg://u:***@host/db#table=my_jobs"
 
 
 def test_no_fragment_means_no_table() -> None:
     url = parse_store_url("sqlite:///tmp/store.db")
     assert url.table is None
     assert url.driver is None
-    assert url.target == "sqlite:///tmp/store.db"
+    # GC3Pie 2.6.8 reads the path of a sqlite URL as absolute.
+    assert url.target == "sqlite:////tmp/store.db"
 
 
 @pytest.mark.parametrize("fragment", ["tabel=x", "table=", "table", "x", "=jobs"])
@@ -261,3 +266,61 @@ def test_register_a_store_subclass(tmp_path: Path) -> None:
     assert store.given_url == f"{scheme}://anything"
     id_ = store.save(Thing(5))
     assert FilesystemStore(tmp_path / "custom").load(id_).value == 5
+
+
+@pytest.mark.parametrize(
+    ("given", "target"),
+    [
+        ("sqlite:///tmp/x.db", "sqlite:////tmp/x.db"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+        ("sqlite:///tmp/x.db?mode=ro#table=t", "sqlite:////tmp/x.db?mode=ro"),
+        ("sqlite://", "sqlite://"),
+        ("sqlite:///:memory:", "sqlite://"),
+    ],
+)
+def test_sqlite_paths_read_as_gc3pie_reads_them(given: str, target: str) -> None:
+    # gc3libs.persistence.sql.SqlStore._to_sqlalchemy_url: "sqlite:///" + path.
+    assert parse_store_url(given).target == target
+
+
+def test_relative_sqlite_path_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = parse_store_url("sqlite:jobs.db#table=t")
+    assert url.target == f"sqlite:///{tmp_path / 'jobs.db'}"
+    assert str(url) == f"sqlite:///{tmp_path / 'jobs.db'}#table=t"
+
+
+@pytest.mark.parametrize("bad", ["sqlite:///", "sqlite://host/x.db", "sqlite:"])
+def test_sqlite_url_without_a_file_is_an_error(bad: str) -> None:
+    with pytest.raises(UrlError, match="sqlite URL"):
+        make_store(bad)
+
+
+class ForeignUrl:
+    """A URL object of another library (GC3Pie's gc3libs.url.Url is one): str() is the URL."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def test_make_store_takes_url_objects(tmp_path: Path) -> None:
+    store = make_store(ForeignUrl(f"sqlite:///{tmp_path}/objects.db"))
+    try:
+        assert str(store.url) == f"sqlite:////{str(tmp_path).lstrip('/')}/objects.db"
+    finally:
+        store.close()
+    files = make_store(ForeignUrl(f"file://{tmp_path}/jobs"))
+    try:
+        assert files.directory == tmp_path / "jobs"
+    finally:
+        files.close()
+
+
+def test_store_url_reopens_the_store_with_its_password() -> None:
+    url = parse_store_url("postgresql://alice:s3cr%2Ft@db.example/jobs#table=t")
+    assert parse_store_url(str(url)) == url
+    assert "s3cr" not in url.redacted and "s3cr" not in repr(url)

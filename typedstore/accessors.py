@@ -6,10 +6,13 @@ semantics and names:
 * ``GET`` returns the object itself; ``GET.a.b[0]`` returns ``obj.a.b[0]``;
 * ``GetAttribute("a.b")`` follows a dotted attribute path;
 * ``GetItem(key)`` indexes (``obj[key]``);
-* ``GET.x.ONLY(SomeClass)`` passes the value only if it is a ``SomeClass``;
+* ``GET.x.ONLY(SomeClass)`` applies ``GET.x`` only to objects that are
+  ``SomeClass`` instances; any other object gives the default, or ``None``
+  (GC3Pie 2.6.8's ``GetOnly``: the class test is on the object handed to the
+  accessor, not on the value found, and a mismatch never raises);
 * every accessor takes ``default=``, returned when the path is missing
-  (an attribute, key or index that does not exist, or an ``ONLY`` mismatch);
-  without a default the lookup error propagates.
+  (an attribute, key or index that does not exist); without a default the
+  lookup error propagates.
 
 GC3Pie's older names ``GetAttributeValue`` and ``GetItemValue`` are aliases.
 """
@@ -73,8 +76,12 @@ class GetValue:
         return GetItemValue(key, xform=self._strict(), default=self._default)
 
     def ONLY(self, specifically: type | tuple[type, ...]) -> GetOnly:
-        """Pass the value on only if it is an instance of ``specifically``."""
-        return GetOnly(specifically, xform=self._strict(), default=self._default)
+        """This accessor, applied only to objects that are ``specifically`` instances.
+
+        Another object gives this accessor's default (``None`` without one), as
+        GC3Pie's ``GetValue.ONLY`` does; ``ONLY`` goes last in a path.
+        """
+        return GetOnly(specifically, xform=self, default=self._default)
 
     def _strict(self) -> GetValue:
         """This accessor without its default: inside a longer path, a missing step must
@@ -131,7 +138,13 @@ class GetItemValue(GetValue):
 
 
 class GetOnly(GetValue):
-    """Return the value if it is an instance of ``only``; otherwise it is missing."""
+    """``xform(obj)`` if ``obj`` is an instance of ``only``, else the default.
+
+    GC3Pie's semantics (``gc3libs.persistence.accessors.GetOnly``, 2.6.8): the
+    class test is on the object passed to the accessor, before ``xform`` runs;
+    a mismatch returns ``default``, or ``None`` when no default was given (it
+    never raises). Errors of ``xform`` itself propagate.
+    """
 
     def __init__(
         self,
@@ -142,10 +155,10 @@ class GetOnly(GetValue):
         super().__init__(default=default, xform=xform)
         self._only = only
 
-    def _lookup(self, value: Any) -> Any:
-        if isinstance(value, self._only):
-            return value
-        raise AttributeError(f"{type(value).__name__} is not {self._only!r}")
+    def __call__(self, obj: Any) -> Any:
+        if isinstance(obj, self._only):
+            return self._xform(obj)
+        return None if self._default is NO_DEFAULT else self._default
 
     def _describe(self) -> str:
         return f"{self._prefix()}.ONLY({self._only!r})"

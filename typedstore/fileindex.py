@@ -1,7 +1,8 @@
 """The typed sidecar index of a file store: its row fields, queryable by SQL.
 
 A :class:`~typedstore.filesystem.FilesystemStore` keeps, beside its pickles,
-one SQLite database (``DIR/.typedstore/index.db``) with one row per record:
+one SQLite database (``index.db`` in the store's metadata directory, see
+:mod:`typedstore.filesystem`) with one row per record:
 the same ``state`` and extracted columns a SQL store has (built from the same
 row model), so queries are the same SQLAlchemy expressions and run without
 unpickling any payload.

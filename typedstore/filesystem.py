@@ -6,14 +6,24 @@ On-disk format (a GC3Pie jobs directory opens as is):
 * ``DIR/<id>.OLD`` -- a backup GC3Pie leaves while replacing a record; it is
   read when ``DIR/<id>`` is missing (GC3Pie died between its two renames),
   and removed when typedstore writes or removes ``<id>``;
-* ``DIR/.typedstore/next_id`` -- the id counter (next free number) and its
-  ``.lock``; created on first use, starting above every id already present;
-* ``DIR/.typedstore/journal`` -- exists only while a multi-record transaction
-  commits, or after a crash during one (see below).
+* nothing else: GC3Pie 2.6.8's ``FilesystemStore.list()`` returns every name
+  in ``DIR`` that does not end in ``.OLD``, so typedstore keeps its own files
+  in a sibling directory, ``PARENT/.NAME.typedstore/`` (``META`` below), on the
+  same file system so that renames out of it are atomic;
+* ``META/next_id`` -- the id counter (next free number) and its ``.lock``;
+  created on first use, starting above every id already present;
+* ``META/tmp/`` -- records being written;
+* ``META/journal`` -- exists only while a multi-record transaction commits, or
+  after a crash during one (see below);
+* ``META/index.db`` -- the sidecar index of typed fields.
 
-Crash safety: a record is written to a temporary file in ``DIR`` (its name
-starts with a dot, so it is never listed), flushed, fsynced and renamed over
-the record, then the directory is fsynced. A killed writer leaves either the
+Stores made by typedstore before this layout keep ``DIR/.typedstore/`` (it is
+used when it exists). When ``DIR`` is a mount point of its own (the sibling
+would be on another file system) the metadata stays in ``DIR/.typedstore`` too,
+with a warning that GC3Pie would list it.
+
+Crash safety: a record is written to a temporary file in ``META/tmp``,
+flushed, fsynced and renamed over the record, then the directory is fsynced. A killed writer leaves either the
 old record or the new one, never a torn one. A transaction that writes several
 records first makes every temporary file durable, then writes a journal of
 the renames and deletions, applies them, and removes the journal; whoever opens
@@ -71,7 +81,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     Args:
         directory: the store directory (a path or ``file://`` URL); created if missing.
         idfactory: issues ids; by default ``ClassName.N`` ids numbered by the
-            counter in ``DIR/.typedstore/next_id``.
+            counter in ``PARENT/.NAME.typedstore/next_id``.
         protocol: pickle protocol of new records.
         durable: fsync files and the directory on commit (default). Without it a
             killed process still never leaves a torn record, but a power loss
@@ -104,12 +114,17 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         if url.scheme != "file":
             raise StoreError(f"FilesystemStore needs a directory, got {url}")
         self.directory = Path(url.target)
-        self._meta = self.directory / FILESTORE_META_DIR
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._meta, inside = metadata_dir(self.directory)
         # Plain strings for the per-record hot path (pathlib costs more per call
         # than the system calls it wraps).
         self._dir = str(self.directory)
         self._journal = os.path.join(self._meta, "journal")
         self._meta.mkdir(parents=True, exist_ok=True)
+        # Temporary files sit beside the metadata, out of GC3Pie's listing (in
+        # the directory itself, dot-named, for the older in-directory layout).
+        self._tmpdir = self._dir if inside else os.path.join(self._meta, "tmp")
+        os.makedirs(self._tmpdir, exist_ok=True)
         self._durable = durable
         self._commit_lock = ProcessLock(self._meta / "commit.lock", ID_LOCK_TIMEOUT)
         self._tmp_counter = itertools.count()
@@ -238,7 +253,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     def _write_temp(self, id_: Any, payload: bytes) -> str:
         """Write ``payload`` to a new dot-named temporary file; return its name."""
         name = f".{id_}.{os.getpid()}.{next(self._tmp_counter)}{_TMP_SUFFIX}"
-        with open(os.path.join(self._dir, name), "wb") as stream:
+        with open(os.path.join(self._tmpdir, name), "wb") as stream:
             stream.write(payload)
             stream.flush()
             if self._durable:
@@ -262,7 +277,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         except BaseException:
             for _, tmp_name in staged:
                 if tmp_name is not None:
-                    _unlink(os.path.join(self._dir, tmp_name))
+                    _unlink(os.path.join(self._tmpdir, tmp_name))
             raise
         deletes = [name for name, tmp_name in staged if tmp_name is None]
         with self._commit_lock:
@@ -297,7 +312,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             target = os.path.join(self._dir, name)
             if tmp is not None:
                 try:
-                    os.replace(os.path.join(self._dir, tmp), target)
+                    os.replace(os.path.join(self._tmpdir, tmp), target)
                 except FileNotFoundError:
                     if not os.path.exists(target):
                         raise
@@ -380,6 +395,29 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             self._apply([(name, tmp) for name, tmp in staged])
             _fsync_dir(self.directory)
             journal.unlink()
+
+
+def metadata_dir(directory: Path) -> tuple[Path, bool]:
+    """Where a store directory keeps typedstore's files, and whether that is inside it.
+
+    ``PARENT/.NAME.typedstore`` (out of GC3Pie's listing of the directory),
+    unless the directory already holds the older ``.typedstore`` folder or
+    is on another file system than its parent (a rename from the sibling into
+    it would not be atomic).
+    """
+    inside = directory / FILESTORE_META_DIR
+    if inside.is_dir():
+        return inside, True
+    parent = directory.parent
+    if parent == directory:
+        log.warning("%s: a file store at the root of the file system keeps its metadata in "
+                    "%s, which GC3Pie would list as a record", directory, inside)
+        return inside, True
+    if os.stat(parent).st_dev != os.stat(directory).st_dev:
+        log.warning("%s is a mount point: its metadata stays inside it, in %s, which GC3Pie "
+                    "would list as a record", directory, inside)
+        return inside, True
+    return parent / f".{directory.name}{FILESTORE_META_DIR}", False
 
 
 def _unlink(path: str | os.PathLike[str]) -> None:

@@ -7,10 +7,11 @@ Two id types exist, as in GC3Pie:
 * :class:`IntId` -- an ``int``, used by the SQL store, whose ``id`` column is an
   integer primary key.
 
-Both take the constructor signature ``(obj, prefix=None, seqno=None)`` that
-GC3Pie's :class:`IdFactory` calls, and both pickle the way GC3Pie's classes do
-(``__getnewargs__`` plus, for :class:`Id`, a ``_prefix``/``_seqno`` instance
-dict), so that pickles naming GC3Pie's classes can be rebuilt as these ones.
+Both take GC3Pie 2.6.8's constructor signature ``(prefix, seqno)``, which its
+:class:`IdFactory` calls and its pickles carry (``gc3libs.persistence.idfactory.Id``
+and ``gc3libs.persistence.sql.IntId``), so records GC3Pie wrote load with these
+classes in their place. Inside a store's payloads ids are written as the plain
+``str``/``int`` they equal (:func:`plain_ids`), which GC3Pie reads back too.
 
 Ids are *temporally unique*: a number is never issued twice, also across
 processes and program runs that share a store. An :class:`IdFactory` gets its
@@ -22,9 +23,11 @@ the database) unless the caller supplied one.
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, SupportsIndex
 
@@ -32,47 +35,92 @@ from filelock import FileLock
 
 from .defaults import ID_COUNTER_HOME_ENV, ID_LOCK_TIMEOUT
 
-#: A sequence hands out ``n`` fresh numbers: it returns either the first of
-#: ``n`` consecutive numbers or an iterable of ``n`` numbers.
-NextIdFn = Callable[[int], "int | Iterable[int]"]
+#: A sequence hands out fresh numbers, with GC3Pie's calling convention
+#: (``gc3libs.utils.progressive_number``): called without arguments it returns
+#: one number; called with ``n`` it returns either the first of ``n``
+#: consecutive numbers or an iterable of ``n`` numbers.
+NextIdFn = Callable[..., "int | Iterable[int]"]
+
+
+class _PlainPickling(threading.local):
+    """Per thread: true while a store pickles a record (see :func:`plain_ids`)."""
+
+    active = False
+
+
+_plain = _PlainPickling()
+
+
+@contextmanager
+def plain_ids() -> Iterator[None]:
+    """Within this block, ids pickle as the plain ``str``/``int`` they equal.
+
+    Stores pickle records inside it, so a payload names no typedstore class for
+    its ids and GC3Pie 2.6.8 reads it without typedstore installed (its own
+    ``FilesystemStore.load`` compares ``str(obj.persistent_id)`` with the file
+    name; its ``SqlStore`` uses the integer). Loading turns the record's own id
+    and its references back into :class:`Id`/:class:`IntId`. Elsewhere (``copy``,
+    your own pickles) ids pickle as themselves.
+    """
+    previous, _plain.active = _plain.active, True
+    try:
+        yield
+    finally:
+        _plain.active = previous
 
 
 class Id(str):
     """A string id ``"PREFIX.N"`` that orders by ``N`` within a prefix.
 
+    ``Id(prefix, seqno)`` is GC3Pie 2.6.8's signature
+    (``gc3libs.persistence.idfactory.Id``), and its pickles (``__getnewargs__``
+    ``(prefix, seqno)``) load as this class. ``Id("job.3")`` parses a string.
     It equals and hashes like its string, so ids work as keys of dicts keyed by
     ``str`` and in sets together with plain strings.
 
     Attributes:
         _prefix (str): the part before the last dot.
         _seqno (int): the number after it.
+
+    Raises:
+        TypeError: no ``seqno`` and ``prefix`` is not a ``"PREFIX.N"`` string,
+            or ``seqno`` is not an integer.
     """
 
     _prefix: str
     _seqno: int
 
-    def __new__(cls, obj: Any = None, prefix: str | None = None, seqno: int | None = None) -> Id:
+    def __new__(cls, prefix: Any = None, seqno: Any = None) -> Id:
         if seqno is None:
-            if isinstance(obj, str) and prefix is None:
-                return cls.parse(obj)
-            raise TypeError("Id needs a seqno, or a single 'PREFIX.N' string")
-        if prefix is None:
-            prefix = type(obj).__name__
-        instance = super().__new__(cls, f"{prefix}.{int(seqno)}")
+            if isinstance(prefix, str):
+                try:
+                    return cls.parse(prefix)
+                except ValueError:
+                    pass
+            raise TypeError(f"Id needs (prefix, seqno) or one 'PREFIX.N' string, got {prefix!r}")
+        if isinstance(seqno, bool):
+            raise TypeError(f"Id seqno must be an integer, got {seqno!r}")
+        number = operator.index(seqno)
+        instance = super().__new__(cls, f"{prefix}.{number}")
         instance._prefix = prefix
-        instance._seqno = int(seqno)
+        instance._seqno = number
         return instance
 
     @classmethod
     def parse(cls, text: str) -> Id:
         """Turn ``"PREFIX.N"`` into an :class:`Id`; raise ``ValueError`` otherwise."""
         prefix, sep, number = str(text).rpartition(".")
-        if not sep or not number.isdigit():
+        if not sep or not (number.isascii() and number.isdigit()):
             raise ValueError(f"not an id of the form PREFIX.N: {text!r}")
-        return cls(None, prefix, int(number))
+        return cls(prefix, int(number))
 
     def __getnewargs__(self) -> tuple[Any, ...]:
-        return (None, self._prefix, self._seqno)
+        return (self._prefix, self._seqno)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        if _plain.active:
+            return (str, (str.__str__(self),))
+        return super().__reduce_ex__(protocol)
 
     def _key(self) -> tuple[str, int]:
         # Unpickled from a protocol-0/1 pickle the attributes arrive by state;
@@ -124,18 +172,27 @@ class Id(str):
 class IntId(int):
     """An integer id, as the SQL store's ``id`` column holds.
 
-    Accepts GC3Pie's factory signature ``IntId(obj, prefix, seqno)`` (the
-    prefix is ignored) as well as plain ``IntId(12)``.
+    ``IntId(prefix, seqno)`` is GC3Pie 2.6.8's signature
+    (``gc3libs.persistence.sql.IntId``: the prefix is ignored) and its pickles
+    (``(None, n)``) load as this class; ``IntId(12)`` is the short form.
+
+    Raises:
+        TypeError: the number is missing, a ``bool``, or not an integer.
     """
 
-    def __new__(cls, obj: Any = None, prefix: str | None = None, seqno: int | None = None) -> IntId:
-        value = obj if seqno is None else seqno
-        if value is None:
-            raise TypeError("IntId needs a number")
-        return super().__new__(cls, value)
+    def __new__(cls, prefix: Any = None, seqno: Any = None) -> IntId:
+        value = prefix if seqno is None else seqno
+        if value is None or isinstance(value, bool):
+            raise TypeError(f"IntId needs an integer, got {value!r}")
+        return super().__new__(cls, operator.index(value))
 
     def __getnewargs__(self) -> tuple[Any, ...]:
-        return (None, None, int(self))
+        return (None, int(self))
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        if _plain.active:
+            return (int, (int(self),))
+        return super().__reduce_ex__(protocol)
 
     def __repr__(self) -> str:
         return f"IntId({int(self)})"
@@ -258,7 +315,7 @@ class IdFactory:
             store falls back to a counter file in ``~/.typedstore`` (or
             ``$TYPEDSTORE_HOME``).
         id_class: :class:`Id` (default) or :class:`IntId`, or any class taking
-            ``(obj, prefix=..., seqno=...)``.
+            ``(prefix, seqno)`` (GC3Pie 2.6.8's convention).
 
     ``reserve(n)`` pre-allocates ``n`` numbers in one call to the sequence;
     ``new(obj)`` uses reserved numbers first.
@@ -331,15 +388,22 @@ class IdFactory:
             self._pool[:0] = reversed(numbers)
 
     def new(self, obj: Any) -> Any:
-        """Return a new id for ``obj``."""
+        """Return a new id for ``obj``: ``id_class(prefix, seqno)``, as GC3Pie does.
+
+        The prefix is this factory's, or ``obj``'s class name when it has none.
+        """
         with self._lock:
             pool = self._pool
             if pool:
                 seqno = pool.pop()
             else:
-                got = self._fetch(1)
+                if self._next_id_fn is None:
+                    self._next_id_fn = _home_counter()
+                # One number: the sequence is called without arguments, as
+                # GC3Pie calls gc3libs.utils.progressive_number.
+                got = self._next_id_fn()
                 seqno = got if isinstance(got, int) else self._numbers(got, 1)[0]
-        return self._id_class(obj, prefix=self._prefix, seqno=seqno)
+        return self._id_class(self._prefix or type(obj).__name__, seqno)
 
 
 class JobIdFactory(IdFactory):

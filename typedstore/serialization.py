@@ -30,6 +30,7 @@ from typing import Any, SupportsIndex
 
 from .defaults import DEFAULT_PROTOCOL
 from .errors import LoadError, UnsafeLoadError
+from .ids import _plain as _plain_ids
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -78,6 +79,14 @@ class Persistable:
     """
 
     changed = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Cooperative, as GC3Pie's: gc3libs.Task passes its keywords up through
+        # Persistable.__init__; ``persistent_id=`` is taken here, the rest goes on.
+        if "persistent_id" in kwargs:
+            object.__setattr__(self, "persistent_id", kwargs.pop("persistent_id"))
+        object.__setattr__(self, "changed", True)
+        super().__init__(*args, **kwargs)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -200,32 +209,40 @@ def dumps(
     """Pickle ``obj``; every other Persistable it reaches becomes ``on_reference(it)``.
 
     ``on_reference`` must return the referenced object's id (saving it first
-    if needed). Raises whatever pickling raises (``pickle.PicklingError``,
-    ``TypeError``, ``AttributeError``) for objects that cannot be pickled.
+    if needed). Ids in the payload, persistent ids included, are written as the
+    plain ``str``/``int`` they equal (:func:`typedstore.ids.plain_ids`), so
+    GC3Pie can read the record without typedstore. Raises whatever pickling
+    raises (``pickle.PicklingError``, ``TypeError``, ``AttributeError``) for
+    objects that cannot be pickled.
     """
-    if _fast_probe:
-        previous, _probe.root = _probe.root, obj
-        try:
-            return pickle.dumps(obj, protocol)
-        except _FoundReference:
-            pass
-        finally:
-            _probe.root = previous
-    else:
+    plain = _plain_ids
+    was_plain, plain.active = plain.active, True
+    try:
+        if _fast_probe:
+            previous, _probe.root = _probe.root, obj
+            try:
+                return pickle.dumps(obj, protocol)
+            except _FoundReference:
+                pass
+            finally:
+                _probe.root = previous
+        else:
+            buffer = io.BytesIO()
+            probe = _ProbePickler(buffer, protocol)
+            probe.root = obj
+            try:
+                probe.dump(obj)
+                return buffer.getvalue()
+            except _FoundReference:
+                pass
         buffer = io.BytesIO()
-        probe = _ProbePickler(buffer, protocol)
-        probe.root = obj
-        try:
-            probe.dump(obj)
-            return buffer.getvalue()
-        except _FoundReference:
-            pass
-    buffer = io.BytesIO()
-    pickler = _ReferencePickler(buffer, protocol)
-    pickler.root = obj
-    pickler.on_reference = on_reference
-    pickler.dump(obj)
-    return buffer.getvalue()
+        pickler = _ReferencePickler(buffer, protocol)
+        pickler.root = obj
+        pickler.on_reference = on_reference
+        pickler.dump(obj)
+        return buffer.getvalue()
+    finally:
+        plain.active = was_plain
 
 
 # ---------------------------------------------------------------- loading

@@ -294,7 +294,7 @@ class Store(ABC):
         self._txn = None
 
     def _describe(self) -> str:
-        return str(self.url) if self.url is not None else type(self).__name__
+        return self.url.redacted if self.url is not None else type(self).__name__
 
     # ------------------------------------------------------------ transactions
 
@@ -465,7 +465,9 @@ class Store(ABC):
                 raise
             log.warning("%s: record %s is unreadable; loading its backup", self._describe(), pid)
             obj = self._unpickle(pid, backup)
-        if getattr(obj, "persistent_id", None) != pid:
+        if getattr(obj, "persistent_id", None) is not pid:
+            # Payloads hold plain str/int ids (GC3Pie-readable): give the
+            # object its id as this store's Id/IntId.
             _set_attr(obj, "persistent_id", pid)
         note_stored(obj)
         if getattr(obj, "changed", False) is not False:
@@ -604,4 +606,4 @@ def make_store(uri: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Store:
             f"known schemes: {', '.join(known)}",
             redact(parsed.original),
         )
-    return constructor(parsed.original, *args, **kwargs)
+    return constructor(parsed.text, *args, **kwargs)

@@ -17,26 +17,36 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from .errors import UrlError
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*)://")
+# ``sqlite:relative/path.db``: SQLite with a path relative to the working directory.
+_SQLITE_SHORT = re.compile(r"^(sqlite(?:\+[A-Za-z0-9_]+)?):(?!//)", re.IGNORECASE)
 # The password runs from the first ":" of the user part to the last "@" (it may
 # hold "/", "#" or "@" when the URL was not percent-encoded).
 _PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*://[^:/@]*:)(.*)@")
 
 
-def redact(url: str | os.PathLike[str]) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    return _PASSWORD.sub(r"\1***@", os.fspath(url))
+def redact(url: object) -> str:
+    """Return ``url`` (a string, path or URL object) with any password replaced by ``***``."""
+    text = os.fspath(url) if isinstance(url, (str, os.PathLike)) else str(url)
+    return _PASSWORD.sub(r"\1***@", str(text))
 
 
 @dataclass(frozen=True)
 class StoreUrl:
     """A parsed store URL.
 
+    ``str(url)`` is the whole URL, password included, so that a program can
+    write it down and open the same store again (GC3Pie's ``Session`` keeps
+    ``str(store.url)`` in its ``store.url`` file); ``repr(url)`` and
+    :attr:`redacted` hide the password, and every typedstore message uses them.
+
     Attributes:
         scheme: lower-case scheme without driver (``file``, ``sqlite``, ``postgresql``).
         driver: the ``+driver`` part, or ``None``.
-        target: a directory path for ``file``, else the URL without its fragment.
+        target: a directory path for ``file``, else the URL without its fragment
+            (for ``sqlite``, in SQLAlchemy's form: ``sqlite:////abs/path.db``).
         table: the ``#table=`` value, or ``None``.
-        original: the URL as given.
+        original: the URL as given (``str()`` of a URL object).
+        text: the canonical URL: ``target`` plus the fragment; what ``str()`` gives.
     """
 
     scheme: str
@@ -44,19 +54,74 @@ class StoreUrl:
     target: str
     table: str | None
     original: str
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.text:
+            object.__setattr__(self, "text", self.original)
+
+    @property
+    def redacted(self) -> str:
+        """The URL with its password replaced by ``***``."""
+        return redact(self.text)
 
     def __str__(self) -> str:
-        return redact(self.original)
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"StoreUrl({self.redacted!r})"
 
 
-def parse_store_url(uri: str | os.PathLike[str] | StoreUrl) -> StoreUrl:
-    """Parse a path or URL; raise :class:`UrlError` (naming the redacted URL) if malformed."""
+def _sqlite_target(base: str, shown: str) -> str:
+    """SQLAlchemy's URL for a ``sqlite:`` store URL, read the way GC3Pie 2.6.8 reads it.
+
+    GC3Pie (``gc3libs.persistence.sql.SqlStore._to_sqlalchemy_url``) rebuilds a
+    ``sqlite`` URL as ``sqlite:///`` + its path, so ``sqlite:///tmp/x.db`` and
+    ``sqlite:////tmp/x.db`` both name ``/tmp/x.db``: the path is absolute. A
+    path relative to the working directory is written without slashes,
+    ``sqlite:jobs.db``, and is made absolute here, so the URL still names the
+    same file when it is read back from another directory. ``sqlite://`` and
+    ``sqlite:///:memory:`` are in-memory databases; an empty path
+    (``sqlite:///``) or a host (``sqlite://host/x.db``) is an error.
+    """
+    scheme, _, rest = base.partition(":")
+    path, sep, query = rest.partition("?")
+    query = sep + query
+    if path in ("//", "///:memory:", ":memory:"):
+        return f"{scheme}://{query}"
+    if path.startswith("//"):
+        netloc, _, local = path[2:].partition("/")
+        if netloc not in ("", "localhost"):
+            raise UrlError(f"sqlite URL names a host ({netloc!r}); use sqlite:////path/to/file.db: "
+                           f"{shown}", shown)
+        if not local.strip("/"):
+            raise UrlError(f"sqlite URL has no file path (sqlite:/// is not a database; "
+                           f"sqlite:// is an in-memory one): {shown}", shown)
+        absolute = "/" + local.lstrip("/")
+    else:
+        if not path.strip("/"):
+            raise UrlError(f"sqlite URL has no file path: {shown}", shown)
+        absolute = os.path.abspath(os.path.expanduser(unquote(path)))
+    return f"{scheme}:///{absolute}{query}"
+
+
+def parse_store_url(uri: object) -> StoreUrl:
+    """Parse a path or URL; raise :class:`UrlError` (naming the redacted URL) if malformed.
+
+    ``uri`` is a string, an ``os.PathLike`` or any URL object whose ``str()``
+    is the URL (GC3Pie hands its ``gc3libs.url.Url`` objects to ``make_store``).
+    """
     if isinstance(uri, StoreUrl):
         return uri
-    text = os.fspath(uri)
+    if isinstance(uri, (str, os.PathLike)):
+        text: object = os.fspath(uri)
+    elif uri is None or isinstance(uri, (bytes, int, float)):
+        text = uri
+    else:
+        text = str(uri)
     if not isinstance(text, str) or not text:
         raise UrlError(f"empty or non-text store URL: {text!r}", str(text))
-    match = _SCHEME.match(text)
+    match = _SCHEME.match(text) or _SQLITE_SHORT.match(text)
     if match is None:
         # A bare path names a file store directory.
         return StoreUrl("file", None, os.path.abspath(os.path.expanduser(text)), None, text)
@@ -83,4 +148,8 @@ def parse_store_url(uri: str | os.PathLike[str] | StoreUrl) -> StoreUrl:
         if not path:
             raise UrlError(f"file URL has no path: {redact(text)}", redact(text))
         return StoreUrl("file", None, os.path.abspath(path), table, text)
+    if scheme == "sqlite":
+        target = _sqlite_target(base, redact(text))
+        canonical = target + (f"#{fragment}" if fragment else "")
+        return StoreUrl(scheme, driver or None, target, table, text, canonical)
     return StoreUrl(scheme, driver or None, base, table, text)
