@@ -152,12 +152,13 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
     ) -> None:
         parsed = parse_store_url(url)
         if parsed.scheme == "file":
-            raise StoreError(f"SqlStore needs a SQLAlchemy URL, got the path {parsed}")
+            raise StoreError(f"SqlStore needs a SQLAlchemy URL, got the path {parsed.redacted}")
         super().__init__(parsed, idfactory, protocol, allowed_classes, missing_classes)
         if extra:
-            log.debug("%s: ignoring arguments %s", parsed, sorted(extra))
+            log.debug("%s: ignoring arguments %s", parsed.redacted, sorted(extra))
         if self.idfactory.id_class is not IntId and not issubclass(self.idfactory.id_class, int):
-            raise StoreError(f"{parsed}: SqlStore needs integer ids (IdFactory(id_class=IntId))")
+            raise StoreError(f"{parsed.redacted}: SqlStore needs integer ids "
+                             "(IdFactory(id_class=IntId))")
         self.row_model = row_model
         self.table_name = (
             table_name or parsed.table or getattr(row_model, "__tablename__", None)
@@ -204,21 +205,22 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         ahead of the code, or missing row-model columns.
         """
         assert self.url is not None
-        url = self.url.original
+        url = self.url.text
         with self.engine.connect() as conn:
             state = inspect_store(conn, self.table_name)
         if not state.exists or (state.revisions is None and create):
             if not create:
                 fix = upgrade_command(url, self.table_name)
                 raise SchemaError(
-                    f"{self.url}: table {self.table_name!r} does not exist and create=False; "
+                    f"{self.url.redacted}: table {self.table_name!r} does not exist and "
+                    "create=False; "
                     f"create it with: {fix}",
                     table=self.table_name, command=fix,
                 )
             if state.exists:
                 log.warning("%s: adopting table %r (no typedstore version table: written by "
-                            "GC3Pie?): adding typedstore's bookkeeping columns", self.url,
-                            self.table_name)
+                            "GC3Pie?): adding typedstore's bookkeeping columns",
+                            self.url.redacted, self.table_name)
             with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
                     conn.begin(), schema_lock(conn, self.table_name):
                 migrate(conn, url, self.table_name)
@@ -354,7 +356,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         if not self._counter_checked:
             with self.engine.connect() as conn:
                 if not sa.inspect(conn).has_table(self._counter.name):
-                    fix = upgrade_command(self.url.original if self.url else "", self.table_name)
+                    fix = upgrade_command(self.url.text if self.url else "", self.table_name)
                     raise SchemaError(
                         f"{self._describe()}: no id counter table {self._counter.name!r} (a "
                         f"GC3Pie table opened with create=False?); adopt it with: {fix}",
