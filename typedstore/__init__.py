@@ -18,6 +18,7 @@ from .defaults import DEFAULT_PROTOCOL
 from .errors import (
     ConflictError,
     LoadError,
+    LockTimeout,
     NotFoundError,
     SaveError,
     SchemaError,
@@ -54,6 +55,7 @@ __all__ = [
     "IntId",
     "JobIdFactory",
     "LoadError",
+    "LockTimeout",
     "MissingClass",
     "NotFoundError",
     "Persistable",

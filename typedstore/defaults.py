@@ -67,3 +67,11 @@ FILESTORE_META_DIR = ".typedstore"
 
 #: Suffix of the backup GC3Pie leaves beside a record while replacing it.
 BACKUP_SUFFIX = ".OLD"
+
+#: Environment variable naming GC3Pie's id counter file, and its default path
+#: (``gc3libs.utils.progressive_number`` in GC3Pie 2.6.8).
+GC3PIE_ID_FILE_ENV = "GC3PIE_ID_FILE"
+GC3PIE_ID_FILE_DEFAULT = "~/.gc3/next_id.txt"
+
+#: Seconds to wait for GC3Pie's counter lock (GC3Pie itself waits 30 s).
+GC3PIE_ID_LOCK_TIMEOUT = 30.0

@@ -132,3 +132,17 @@ class SchemaError(StoreError):
 
 class TransactionError(StoreError):
     """A transaction was used wrongly (for example nested across threads)."""
+
+
+class LockTimeout(StoreError):
+    """A lock was not obtained in time.
+
+    Attributes:
+        lock (str): what was waited for (a lock file's path, a table's row lock).
+        waited (float): seconds waited before giving up.
+    """
+
+    def __init__(self, message: str, lock: str = "", waited: float = 0.0) -> None:
+        super().__init__(message)
+        self.lock = lock
+        self.waited = waited

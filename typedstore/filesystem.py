@@ -55,6 +55,7 @@ from .defaults import (
 )
 from .errors import LoadError, NotFoundError, SaveError, StoreError
 from .fileindex import FileIndex
+from .gc3pie_ids import Gc3PieCounter
 from .ids import BlockSequence, FileCounter, Id, IdFactory
 from .locks import ProcessLock
 from .query import Query, QuerySource
@@ -64,6 +65,8 @@ from .urls import StoreUrl, parse_store_url
 log = logging.getLogger(__name__)
 
 _TMP_SUFFIX = ".tmp"
+#: In the metadata directory: present when new ids come from GC3Pie's counter.
+GC3PIE_MARKER = "gc3pie-ids"
 _DELETE = None  # pending-operation marker for a removal
 
 
@@ -91,6 +94,12 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         row_model: a row model (as for ``SqlStore``): its extracted fields are
             validated on save and kept in the sidecar index, which answers
             :meth:`query` without unpickling records.
+        gc3pie_compatible: take new ids from GC3Pie's counter file
+            (``$GC3PIE_ID_FILE``, default ``~/.gc3/next_id.txt``, under GC3Pie's
+            lock), so GC3Pie 2.6.8 processes writing the same directory never
+            reuse one of typedstore's ids (GC3Pie overwrites a record whose id
+            it issues again). ``None`` (default): on for a directory that held
+            records when typedstore first opened it. The choice is remembered.
         extra_fields: GC3Pie-style ``{Column: extractor}``, indexed leniently.
         **extra: accepted and ignored, for compatibility with ``SqlStore``.
 
@@ -108,6 +117,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         missing_classes: str = "error",
         row_model: Any = None,
         extra_fields: Any = None,
+        gc3pie_compatible: bool | None = None,
         **extra: Any,
     ) -> None:
         url = parse_store_url(directory)
@@ -116,6 +126,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self.directory = Path(url.target)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._meta, inside = metadata_dir(self.directory)
+        first_open = not self._meta.exists()
         # Plain strings for the per-record hot path (pathlib costs more per call
         # than the system calls it wraps).
         self._dir = str(self.directory)
@@ -133,7 +144,12 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self.row_model = row_model
         self.index = FileIndex(self._meta / "index.db", row_model, extra_fields)
         self.table = self.index.table
-        self._counter = FileCounter(self._meta / "next_id", self._largest_id_plus_one)
+        self.gc3pie_compatible = self._gc3pie_mode(gc3pie_compatible, first_open)
+        self._counter: FileCounter | Gc3PieCounter
+        if self.gc3pie_compatible:
+            self._counter = Gc3PieCounter(floor=self._largest_id_plus_one)
+        else:
+            self._counter = FileCounter(self._meta / "next_id", self._largest_id_plus_one)
         self._sequence = BlockSequence(self._counter, FILE_ID_BLOCK_SIZE)
         self.idfactory = self.idfactory.with_sequence(self._sequence)
         if extra:
@@ -141,6 +157,26 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._recover_journal()
 
     # ------------------------------------------------------------ ids and paths
+
+    def _gc3pie_mode(self, wanted: bool | None, first_open: bool) -> bool:
+        """Whether new ids come from GC3Pie's counter file; remembered in the metadata.
+
+        Automatic (``wanted=None``): yes for a directory that held records
+        before typedstore first opened it (GC3Pie wrote it, and GC3Pie
+        processes may still write it), and then for good.
+        """
+        marker = self._meta / GC3PIE_MARKER
+        if wanted is None:
+            wanted = marker.exists() or (first_open and bool(self._record_names()))
+            if wanted and not marker.exists():
+                log.info("%s: a GC3Pie jobs directory: new ids come from GC3Pie's counter "
+                         "file, shared with GC3Pie processes", self._describe())
+        if wanted:
+            marker.write_text("ids from GC3Pie's counter file ($GC3PIE_ID_FILE or "
+                              "~/.gc3/next_id.txt)\n")
+        elif marker.exists():
+            marker.unlink()
+        return wanted
 
     def _largest_id_plus_one(self) -> int:
         largest = 0

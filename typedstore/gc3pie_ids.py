@@ -1,0 +1,151 @@
+"""GC3Pie's id counter file, shared with GC3Pie processes.
+
+GC3Pie 2.6.8 numbers every new object, on every backend, from one counter file
+(``gc3libs.utils.progressive_number``): ``$GC3PIE_ID_FILE``, by default
+``~/.gc3/next_id.txt``. The file starts with the last number issued as eight
+hexadecimal digits; GC3Pie locks it with the ``lockfile`` package's hard-link
+protocol (``PATH.lock`` is a hard link to a file unique to the locker) and then
+overwrites it. Its stores never check whether an id is taken: a save over an
+existing id replaces that record.
+
+So while GC3Pie and typedstore processes write one store, typedstore must take
+its numbers from the same counter, under the same lock: :class:`Gc3PieCounter`
+does, and it also moves the counter past the largest id already in the store
+(``floor``) so neither side reissues one. This module speaks the file format
+and the lock protocol; it imports nothing of GC3Pie.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .defaults import GC3PIE_ID_FILE_DEFAULT, GC3PIE_ID_FILE_ENV, GC3PIE_ID_LOCK_TIMEOUT
+from .errors import LockTimeout, StoreError
+
+log = logging.getLogger(__name__)
+
+_TRAILER = " -- DO NOT REMOVE OR ALTER THIS FILE: it is used internally by the gc3libs\n"
+
+
+def gc3pie_id_file() -> Path:
+    """The counter file GC3Pie uses in this environment."""
+    return Path(os.path.expanduser(os.environ.get(GC3PIE_ID_FILE_ENV, GC3PIE_ID_FILE_DEFAULT)))
+
+
+class LinkLock:
+    """The ``lockfile`` package's hard-link lock on ``PATH`` (what GC3Pie 2.6.8 uses).
+
+    Holding the lock means ``PATH.lock`` is a hard link to a file only this
+    locker created. A link that already exists belongs to someone else: wait,
+    up to ``timeout`` seconds, then raise :class:`LockTimeout`. A lock left by
+    a killed process stays until removed by hand, as with GC3Pie.
+    """
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.lock_file = str(path.absolute()) + ".lock"
+        self.timeout = timeout
+
+    def acquire(self) -> str:
+        """Take the lock; return the unique file to hand to :meth:`release`."""
+        unique = os.path.join(
+            os.path.dirname(self.lock_file),
+            f"{socket.gethostname()}-{threading.get_ident():x}.{os.getpid()}.typedstore",
+        )
+        open(unique, "wb").close()
+        start = time.monotonic()
+        while True:
+            try:
+                os.link(unique, self.lock_file)
+                return unique
+            except FileExistsError:
+                pass
+            if os.stat(unique).st_nlink == 2:
+                return unique  # the link is ours (a link call that raised but was made)
+            waited = time.monotonic() - start
+            if waited > self.timeout:
+                os.unlink(unique)
+                raise LockTimeout(
+                    f"GC3Pie's id counter lock {self.lock_file} is still held after {waited:.0f} s "
+                    "(a GC3Pie or typedstore process holds it, or one was killed holding it: "
+                    "then remove the .lock file)", self.lock_file, waited)
+            time.sleep(0.02)
+
+    def release(self, unique: str) -> None:
+        os.unlink(unique)
+        os.unlink(self.lock_file)
+
+
+class Gc3PieCounter:
+    """A number sequence that is GC3Pie's own counter file.
+
+    Calling it with ``n`` reserves ``n`` consecutive numbers and returns the
+    first (the :data:`~typedstore.ids.NextIdFn` convention); GC3Pie will never
+    issue them. ``floor`` (called under the lock) gives the smallest number
+    that may be issued, for example one more than the largest id in the store.
+
+    Raises:
+        LockTimeout: the lock was not obtained within ``timeout`` seconds.
+        StoreError: the file cannot be read or written (naming it).
+    """
+
+    def __init__(self, path: Path | None = None, floor: Callable[[], int] | None = None,
+                 timeout: float = GC3PIE_ID_LOCK_TIMEOUT) -> None:
+        self.path = path or gc3pie_id_file()
+        self.floor = floor
+        self._lock = LinkLock(self.path, timeout)
+        self._thread_lock = threading.Lock()
+
+    def reset_locks(self) -> None:
+        """A new thread lock (a forked child must not inherit the parent's state)."""
+        self._thread_lock = threading.Lock()
+
+    def __call__(self, n: int = 1) -> int:
+        if n < 1:
+            raise ValueError(f"cannot reserve {n} ids")
+        with self._thread_lock:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                unique = self._lock.acquire()
+            except OSError as exc:
+                raise StoreError(f"cannot lock GC3Pie's id counter {self.path}: {exc}") from exc
+            try:
+                last = self._read_last()
+                first = last + 1
+                if self.floor is not None:
+                    first = max(first, self.floor())
+                self._write_last(first + n - 1)
+            finally:
+                self._lock.release(unique)
+        return first
+
+    def _read_last(self) -> int:
+        try:
+            head = self.path.read_text()[:8]
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise StoreError(f"cannot read GC3Pie's id counter {self.path}: {exc}") from exc
+        try:
+            return int(head or "0", 16)
+        except ValueError:
+            raise StoreError(f"GC3Pie's id counter {self.path} does not start with a hexadecimal "
+                             f"number: {head!r}") from None
+
+    def _write_last(self, last: int) -> None:
+        # Written whole to a temporary file and renamed: a crash leaves the old
+        # or the new number, never a torn one (GC3Pie overwrites in place).
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w") as stream:
+                stream.write(f"{last:08x}{_TRAILER}")
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise StoreError(f"cannot write GC3Pie's id counter {self.path}: {exc}") from exc
