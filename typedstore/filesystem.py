@@ -22,14 +22,14 @@ used when it exists). When ``DIR`` is a mount point of its own (the sibling
 would be on another file system) the metadata stays in ``DIR/.typedstore`` too,
 with a warning that GC3Pie would list it.
 
-Crash safety: a record is written to a temporary file in ``META/tmp``,
-flushed, fsynced and renamed over the record, then the directory is fsynced. A killed writer leaves either the
-old record or the new one, never a torn one. A transaction that writes several
-records first makes every temporary file durable, then writes a journal of
-the renames and deletions, applies them, and removes the journal; whoever opens
-the store next after a crash in between finishes the journal. Commits and
-recovery of journals hold ``.typedstore/commit.lock`` so processes never apply
-the same journal at once.
+Crash safety: a record is written to a temporary file in ``META/tmp``, flushed,
+fsynced and renamed over the record, then the directory is fsynced. A killed
+writer leaves either the old record or the new one, never a torn one. A
+transaction that writes several records first makes every temporary file
+durable, then writes a journal of the renames and deletions, applies them, and
+removes the journal; whoever opens the store next after a crash in between
+finishes the journal. Commits and recovery of journals hold
+``.typedstore/commit.lock`` so processes never apply the same journal at once.
 """
 
 from __future__ import annotations
