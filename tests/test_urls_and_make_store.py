@@ -324,3 +324,25 @@ def test_store_url_reopens_the_store_with_its_password() -> None:
     url = parse_store_url("postgresql://alice:s3cr%2Ft@db.example/jobs#table=t")
     assert parse_store_url(str(url)) == url
     assert "s3cr" not in url.redacted and "s3cr" not in repr(url)
+
+
+def test_other_backends_arguments_are_accepted_and_typos_warned(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # GC3Pie's stores accept each other's keywords; a keyword no store takes is a typo.
+    with caplog.at_level("DEBUG", logger="typedstore"):
+        files = make_store(str(tmp_path / "jobs"), table_name="x", create=True, row_modle=None)
+        sql = make_store(f"sqlite:///{tmp_path}/x.db", durable=False, gc3pie_compatible=False)
+    files.close()
+    sql.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "row_modle=" in warnings[0]
+
+
+def test_sqlite_folder_is_created(tmp_path: Path) -> None:
+    # GC3Pie's make_sqlstore creates the database's folder.
+    store = make_store(f"sqlite:///{tmp_path}/new/folder/jobs.db")
+    try:
+        store.save({"a": 1})
+        assert (tmp_path / "new" / "folder" / "jobs.db").exists()
+    finally:
+        store.close()

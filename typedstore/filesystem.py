@@ -29,7 +29,7 @@ transaction that writes several records first makes every temporary file
 durable, then writes a journal of the renames and deletions, applies them, and
 removes the journal; whoever opens the store next after a crash in between
 finishes the journal. Commits and recovery of journals hold
-``.typedstore/commit.lock`` so processes never apply the same journal at once.
+``META/commit.lock`` so processes never apply the same journal at once.
 """
 
 from __future__ import annotations
@@ -152,8 +152,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             self._counter = FileCounter(self._meta / "next_id", self._largest_id_plus_one)
         self._sequence = BlockSequence(self._counter, FILE_ID_BLOCK_SIZE)
         self.idfactory = self.idfactory.with_sequence(self._sequence)
-        if extra:
-            log.debug("%s: ignoring arguments %s", self._describe(), sorted(extra))
+        self._ignore_options(extra)
         self._recover_journal()
 
     # ------------------------------------------------------------ ids and paths

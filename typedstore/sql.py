@@ -154,8 +154,6 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         if parsed.scheme == "file":
             raise StoreError(f"SqlStore needs a SQLAlchemy URL, got the path {parsed.redacted}")
         super().__init__(parsed, idfactory, protocol, allowed_classes, missing_classes)
-        if extra:
-            log.debug("%s: ignoring arguments %s", parsed.redacted, sorted(extra))
         if self.idfactory.id_class is not IntId and not issubclass(self.idfactory.id_class, int):
             raise StoreError(f"{parsed.redacted}: SqlStore needs integer ids "
                              "(IdFactory(id_class=IntId))")
@@ -164,6 +162,12 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             table_name or parsed.table or getattr(row_model, "__tablename__", None)
             or DEFAULT_TABLE
         )
+        self._ignore_options(extra)
+        if parsed.scheme == "sqlite" and parsed.target.partition("?")[0] != f"{parsed.scheme}://":
+            # As GC3Pie's make_sqlstore does: create the database file's folder.
+            folder = os.path.dirname(sa.make_url(parsed.target).database or "")
+            if folder:
+                os.makedirs(folder, exist_ok=True)
         self.engine = create_store_engine(parsed.target, **dict(engine_options or {}))
         self._sqlite = is_sqlite(self.engine)
         metadata = new_metadata()

@@ -12,13 +12,14 @@ once, so every backend behaves the same.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import sys
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -202,11 +203,33 @@ class Store(ABC):
     """
 
     _registry: ClassVar[dict[str, Callable[..., Store]]] = {}
+    #: Every backend class: a keyword argument one backend ignores is valid
+    #: only if some backend takes it (see :meth:`_ignore_options`).
+    _backends: ClassVar[list[type[Store]]] = []
 
     def __init_subclass__(cls, schemes: Iterable[str] = (), **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        Store._backends.append(cls)
         for scheme in schemes:
             Store._registry[scheme] = cls
+
+    def _ignore_options(self, extra: Mapping[str, Any]) -> None:
+        """Accept keyword arguments meant for another backend, as GC3Pie's stores do.
+
+        An argument that no backend takes (a typo such as ``row_modle=``) is
+        logged as a warning naming it, so it does not pass silently.
+        """
+        if not extra:
+            return
+        known: set[str] = set()
+        for backend in Store._backends:
+            known.update(inspect.signature(backend.__init__).parameters)
+        for name in sorted(extra):
+            if name in known:
+                log.debug("%s: ignoring argument %s= (another backend's)", self._describe(), name)
+            else:
+                log.warning("%s: unknown argument %s= ignored (no store takes it: a typo?)",
+                            self._describe(), name)
 
     def __init__(
         self,
