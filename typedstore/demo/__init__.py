@@ -6,23 +6,23 @@ moves some through their states, then asks the typed questions a scheduler
 asks -- which jobs are RUNNING, which failed jobs used more than 8 cores --
 without unpickling anything, and finally loads the matching jobs themselves.
 
-The job classes live in this module (not in ``__main__``) so that any process
-can load what the demo stored.
+The job classes live in this package's ``__init__`` and ``python -m`` runs its
+``__main__`` module, so what the demo stores names ``typedstore.demo.DemoJob``
+(never ``__main__.DemoJob``) and any process can load it.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 from pathlib import Path
 
-from .accessors import GET
-from .rows import StoreRow, extracted
-from .serialization import Persistable
-from .sql import SqlStore
-from .store import make_store
+from ..accessors import GET
+from ..rows import StoreRow, extracted
+from ..serialization import Persistable
+from ..sql import SqlStore
+from ..store import make_store
 
 
 class Execution:
@@ -111,6 +111,3 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["DemoJob", "DemoJobRow", "SqlStore", "Sweep", "main", "run"]
-
-if __name__ == "__main__":
-    sys.exit(main())
