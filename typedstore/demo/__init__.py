@@ -1,6 +1,6 @@
 """The demo: save a parameter sweep's jobs into a SQLite file and query them by state.
 
-Run ``python -m typedstore.demo [sqlite:///demo.db]``. It saves a campaign of
+Run ``python -m typedstore.demo [sqlite:demo.db]``. It saves a campaign of
 jobs (one transaction: the campaign and every job, each job its own record),
 moves some through their states, then asks the typed questions a scheduler
 asks -- which jobs are RUNNING, which failed jobs used more than 8 cores --
