@@ -30,7 +30,7 @@ typedstore.compat.gc3pie.install()
 import gc3libs  # noqa: E402  (after install(), which must come first)
 import gc3libs.persistence  # noqa: E402
 from gc3libs import Application, Run  # noqa: E402
-from gc3libs.session import Session  # noqa: E402
+from gc3libs.session import Session, TemporarySession  # noqa: E402
 
 import typedstore  # noqa: E402
 from typedstore import GET, StoreRow, extracted  # noqa: E402
@@ -116,6 +116,9 @@ def reopen(args: argparse.Namespace) -> dict[str, Any]:
         "query_objects": sorted(
             t.jobname for t in store.query(TaskRow.jobname.in_(["echo-0", "echo-2"])).objects()),
         "count_not_terminated": store.query(TaskRow.state != "TERMINATED").count(),
+        # GC3Pie's TemporarySession: a session over every task of a store URL
+        "temporary_session_ids": sorted(
+            str(i) for i in TemporarySession(str(store.url), row_model=TaskRow).tasks),
     }
     store.close()
     return result

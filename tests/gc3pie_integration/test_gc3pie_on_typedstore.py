@@ -93,6 +93,32 @@ def test_served_modules_are_typedstore(gc3: Gc3Runner, tmp_path: Path) -> None:
             out["caught"] = [type(exc).__name__, isinstance(exc, gc3libs.exceptions.Error),
                              isinstance(exc, KeyError), isinstance(exc, typedstore.LoadError)]
         out["loaded_jobname"] = store.load(app.persistent_id).jobname
+        # what SessionBasedScript does before adding new jobs
+        store.idfactory.reserve(2)
+        # a collection: each child is a record of its own, loaded back shared
+        from gc3libs.workflow import ParallelTaskCollection
+        children = [gc3libs.Application(["/bin/true"], inputs=[], outputs=[],
+                                        output_dir={str(tmp_path / "out")!r}, jobname=f"c{{n}}")
+                    for n in range(2)]
+        collection = ParallelTaskCollection(children, jobname="collection")
+        collection_id = store.save(collection)
+        out["child_ids"] = sorted(str(c.persistent_id) for c in children)
+        store.invalidate_cache()
+        again = store.load(collection_id)
+        out["children_loaded"] = sorted(str(t.persistent_id) for t in again.tasks)
+        out["child_shared"] = again.tasks[0] is store.load(again.tasks[0].persistent_id)
+        out["listed"] = len(store.list())
+        # Session's default store: a jobs directory inside the session
+        from gc3libs.session import Session
+        session = Session({str(tmp_path / "default-session")!r})
+        out["default_store"] = [type(session.store).__name__, str(session.store.url)]
+        # Session.remove removes a collection's children too
+        session_collection_id = session.add(ParallelTaskCollection(
+            [gc3libs.Application(["/bin/true"], inputs=[], outputs=[],
+                                 output_dir={str(tmp_path / "out")!r}) for _ in range(2)]))
+        out["session_listed"] = len(session.store.list())
+        session.remove(session_collection_id)
+        out["session_removed"] = [len(session.store.list()), len(session.tasks)]
         json.dump(out, open(sys.argv[1], "w"))
     """)
     assert result["finders"] == 1
@@ -111,6 +137,15 @@ def test_served_modules_are_typedstore(gc3: Gc3Runner, tmp_path: Path) -> None:
     assert result["saved_id"].startswith("Application.")
     assert result["caught"] == ["NotFoundError", True, True, True]
     assert result["loaded_jobname"] == "named"
+    assert len(result["child_ids"]) == 2
+    assert all(i.startswith("Application.") for i in result["child_ids"])
+    assert result["children_loaded"] == result["child_ids"]
+    assert result["child_shared"] is True
+    assert result["listed"] == 4  # app, two children, the collection
+    assert result["default_store"] == [
+        "FilesystemStore", str(tmp_path / "default-session" / "jobs")]
+    assert result["session_listed"] == 3
+    assert result["session_removed"] == [0, 0]
 
 
 @pytest.mark.usefixtures("gnu_time")
@@ -150,3 +185,4 @@ def test_session_and_engine_persist_tasks_in_typedstore(
     assert reopened["query_jobname"] == [ran["ids"][1]]
     assert reopened["query_objects"] == ["echo-0", "echo-2"]
     assert reopened["count_not_terminated"] == 0
+    assert reopened["temporary_session_ids"] == ids
