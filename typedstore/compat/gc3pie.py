@@ -44,7 +44,16 @@ from typing import Any
 
 import typedstore
 
-__all__ = ["PACKAGE", "SUBMODULES", "AlreadyImportedError", "install", "installed"]
+__all__ = [
+    "EXPORTS",
+    "ORIGIN",
+    "PACKAGE",
+    "SUBMODULES",
+    "AlreadyImportedError",
+    "install",
+    "installed",
+    "served_names",
+]
 
 #: The GC3Pie package this module serves.
 PACKAGE = "gc3libs.persistence"
