@@ -94,12 +94,14 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         row_model: a row model (as for ``SqlStore``): its extracted fields are
             validated on save and kept in the sidecar index, which answers
             :meth:`query` without unpickling records.
-        gc3pie_compatible: take new ids from GC3Pie's counter file
-            (``$GC3PIE_ID_FILE``, default ``~/.gc3/next_id.txt``, under GC3Pie's
-            lock), so GC3Pie 2.6.8 processes writing the same directory never
-            reuse one of typedstore's ids (GC3Pie overwrites a record whose id
-            it issues again). ``None`` (default): on for a directory that held
-            records when typedstore first opened it. The choice is remembered.
+        gc3pie_compatible: share the directory with GC3Pie 2.6.8: take new
+            ids from GC3Pie's counter file (``$GC3PIE_ID_FILE``, default
+            ``~/.gc3/next_id.txt``, under GC3Pie's lock), so GC3Pie processes
+            writing the same directory never reuse one of typedstore's ids
+            (GC3Pie overwrites a record whose id it issues again), and write
+            ids into payloads as GC3Pie's ``Id`` class. ``None`` (default): on
+            for a directory that held records when typedstore first opened it.
+            The choice is remembered.
         extra_fields: GC3Pie-style ``{Column: extractor}``, indexed leniently.
         **extra: accepted and ignored, for compatibility with ``SqlStore``.
 
@@ -144,7 +146,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self.row_model = row_model
         self.index = FileIndex(self._meta / "index.db", row_model, extra_fields)
         self.table = self.index.table
-        self.gc3pie_compatible = self._gc3pie_mode(gc3pie_compatible, first_open)
+        self.gc3pie_compatible = self._gc3pie_payloads = \
+            self._gc3pie_mode(gc3pie_compatible, first_open)
         self._counter: FileCounter | Gc3PieCounter
         if self.gc3pie_compatible:
             self._counter = Gc3PieCounter(floor=self._largest_id_plus_one)

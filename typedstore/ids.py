@@ -10,8 +10,8 @@ Two id types exist, as in GC3Pie:
 Both take GC3Pie 2.6.8's constructor signature ``(prefix, seqno)``, which its
 :class:`IdFactory` calls and its pickles carry (``gc3libs.persistence.idfactory.Id``
 and ``gc3libs.persistence.sql.IntId``), so records GC3Pie wrote load with these
-classes in their place. Inside a store's payloads ids are written as the plain
-``str``/``int`` they equal (:func:`plain_ids`), which GC3Pie reads back too.
+classes in their place. A store shared with GC3Pie writes ids into its payloads
+under GC3Pie's class names (:func:`gc3pie_ids`), so GC3Pie reads them back too.
 
 Ids are *temporally unique*: a number is never issued twice, also across
 processes and program runs that share a store. An :class:`IdFactory` gets its
@@ -42,31 +42,68 @@ from .defaults import ID_COUNTER_HOME_ENV, ID_LOCK_TIMEOUT
 NextIdFn = Callable[..., "int | Iterable[int]"]
 
 
-class _PlainPickling(threading.local):
-    """Per thread: true while a store pickles a record (see :func:`plain_ids`)."""
+class _IdPickling(threading.local):
+    """Per thread: true while a store pickles a GC3Pie-compatible record."""
 
-    active = False
+    gc3pie = False
 
 
-_plain = _PlainPickling()
+_pickling = _IdPickling()
+
+
+def _gc3pie_id(prefix: str, seqno: int) -> Id:
+    """Stands for ``gc3libs.persistence.idfactory.Id`` in a pickle being written.
+
+    :func:`gc3pie_payload` renames it to GC3Pie's class; typedstore loads that
+    name as :class:`Id` again (a class alias).
+    """
+    return Id(prefix, seqno)
+
+
+def _gc3pie_int_id(prefix: None, seqno: int) -> IntId:
+    """Stands for ``gc3libs.persistence.sql.IntId`` in a pickle being written."""
+    return IntId(prefix, seqno)
+
+
+#: Protocol of GC3Pie-compatible payloads: the highest whose class references
+#: are GLOBAL opcodes (``c`` module ``\n`` name ``\n``), with no frame lengths
+#: to keep right when a reference is renamed.
+GC3PIE_PAYLOAD_PROTOCOL = 3
+
+_GC3PIE_RENAMES = (
+    (b"c" + __name__.encode() + b"\n_gc3pie_id\n", b"cgc3libs.persistence.idfactory\nId\n"),
+    (b"c" + __name__.encode() + b"\n_gc3pie_int_id\n", b"cgc3libs.persistence.sql\nIntId\n"),
+)
 
 
 @contextmanager
-def plain_ids() -> Iterator[None]:
-    """Within this block, ids pickle as the plain ``str``/``int`` they equal.
+def gc3pie_ids() -> Iterator[None]:
+    """Within this block, ids pickle as stand-ins that :func:`gc3pie_payload` renames.
 
-    Stores pickle records inside it, so a payload names no typedstore class for
-    its ids and GC3Pie 2.6.8 reads it without typedstore installed (its own
-    ``FilesystemStore.load`` compares ``str(obj.persistent_id)`` with the file
-    name; its ``SqlStore`` uses the integer). Loading turns the record's own id
-    and its references back into :class:`Id`/:class:`IntId`. Elsewhere (``copy``,
-    your own pickles) ids pickle as themselves.
+    A store of GC3Pie's (or shared with GC3Pie) pickles records inside it, with
+    protocol :data:`GC3PIE_PAYLOAD_PROTOCOL`, then passes the bytes to
+    :func:`gc3pie_payload`: ids then name GC3Pie 2.6.8's own classes, with
+    GC3Pie's constructor arguments, and GC3Pie reads the record back with ids of
+    its own types (its ``Id`` hashes and orders unlike a plain ``str``).
+    Elsewhere ids pickle as themselves.
     """
-    previous, _plain.active = _plain.active, True
+    previous, _pickling.gc3pie = _pickling.gc3pie, True
     try:
         yield
     finally:
-        _plain.active = previous
+        _pickling.gc3pie = previous
+
+
+def gc3pie_payload(data: bytes) -> bytes:
+    """Rename the id stand-ins of a protocol-3 pickle to GC3Pie's classes.
+
+    A GLOBAL opcode carries its names as text between newlines, so renaming
+    changes no length or memo index the rest of the pickle depends on.
+    """
+    for stand_in, gc3pie in _GC3PIE_RENAMES:
+        if stand_in in data:
+            data = data.replace(stand_in, gc3pie)
+    return data
 
 
 class Id(str):
@@ -118,8 +155,8 @@ class Id(str):
         return (self._prefix, self._seqno)
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
-        if _plain.active:
-            return (str, (str.__str__(self),))
+        if _pickling.gc3pie:
+            return (_gc3pie_id, self._key())
         return super().__reduce_ex__(protocol)
 
     def _key(self) -> tuple[str, int]:
@@ -190,8 +227,8 @@ class IntId(int):
         return (None, int(self))
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
-        if _plain.active:
-            return (int, (int(self),))
+        if _pickling.gc3pie:
+            return (_gc3pie_int_id, (None, int(self)))
         return super().__reduce_ex__(protocol)
 
     def __repr__(self) -> str:

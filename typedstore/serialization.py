@@ -30,7 +30,8 @@ from typing import Any, SupportsIndex
 
 from .defaults import DEFAULT_PROTOCOL
 from .errors import LoadError, UnsafeLoadError
-from .ids import _plain as _plain_ids
+from .ids import GC3PIE_PAYLOAD_PROTOCOL, gc3pie_payload
+from .ids import _pickling as _id_pickling
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -204,45 +205,55 @@ class _ReferencePickler(pickle.Pickler):
 
 
 def dumps(
-    obj: Any, on_reference: Callable[[Any], Any], protocol: int = DEFAULT_PROTOCOL
+    obj: Any, on_reference: Callable[[Any], Any], protocol: int = DEFAULT_PROTOCOL,
+    gc3pie: bool = False,
 ) -> bytes:
     """Pickle ``obj``; every other Persistable it reaches becomes ``on_reference(it)``.
 
     ``on_reference`` must return the referenced object's id (saving it first
-    if needed). Ids in the payload, persistent ids included, are written as the
-    plain ``str``/``int`` they equal (:func:`typedstore.ids.plain_ids`), so
-    GC3Pie can read the record without typedstore. Raises whatever pickling
-    raises (``pickle.PicklingError``, ``TypeError``, ``AttributeError``) for
-    objects that cannot be pickled.
+    if needed). With ``gc3pie``, ids in the payload (persistent ids included)
+    name GC3Pie 2.6.8's ``Id``/``IntId`` classes, so GC3Pie reads the record
+    with ids of its own types; the protocol is then at most
+    :data:`~typedstore.ids.GC3PIE_PAYLOAD_PROTOCOL` (see
+    :func:`typedstore.ids.gc3pie_ids`). Raises whatever pickling raises
+    (``pickle.PicklingError``, ``TypeError``, ``AttributeError``) for objects
+    that cannot be pickled.
     """
-    plain = _plain_ids
-    was_plain, plain.active = plain.active, True
+    if not gc3pie:
+        return _dumps(obj, on_reference, protocol)
+    ids = _id_pickling
+    previous, ids.gc3pie = ids.gc3pie, True
     try:
-        if _fast_probe:
-            previous, _probe.root = _probe.root, obj
-            try:
-                return pickle.dumps(obj, protocol)
-            except _FoundReference:
-                pass
-            finally:
-                _probe.root = previous
-        else:
-            buffer = io.BytesIO()
-            probe = _ProbePickler(buffer, protocol)
-            probe.root = obj
-            try:
-                probe.dump(obj)
-                return buffer.getvalue()
-            except _FoundReference:
-                pass
-        buffer = io.BytesIO()
-        pickler = _ReferencePickler(buffer, protocol)
-        pickler.root = obj
-        pickler.on_reference = on_reference
-        pickler.dump(obj)
-        return buffer.getvalue()
+        data = _dumps(obj, on_reference, min(protocol, GC3PIE_PAYLOAD_PROTOCOL))
     finally:
-        plain.active = was_plain
+        ids.gc3pie = previous
+    return gc3pie_payload(data)
+
+
+def _dumps(obj: Any, on_reference: Callable[[Any], Any], protocol: int) -> bytes:
+    if _fast_probe:
+        previous, _probe.root = _probe.root, obj
+        try:
+            return pickle.dumps(obj, protocol)
+        except _FoundReference:
+            pass
+        finally:
+            _probe.root = previous
+    else:
+        buffer = io.BytesIO()
+        probe = _ProbePickler(buffer, protocol)
+        probe.root = obj
+        try:
+            probe.dump(obj)
+            return buffer.getvalue()
+        except _FoundReference:
+            pass
+    buffer = io.BytesIO()
+    pickler = _ReferencePickler(buffer, protocol)
+    pickler.root = obj
+    pickler.on_reference = on_reference
+    pickler.dump(obj)
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------- loading

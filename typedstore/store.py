@@ -203,6 +203,8 @@ class Store(ABC):
     """
 
     _registry: ClassVar[dict[str, Callable[..., Store]]] = {}
+    #: Write ids into payloads under GC3Pie's class names (a store shared with GC3Pie).
+    _gc3pie_payloads = False
     #: Every backend class: a keyword argument one backend ignores is valid
     #: only if some backend takes it (see :meth:`_ignore_options`).
     _backends: ClassVar[list[type[Store]]] = []
@@ -425,7 +427,7 @@ class Store(ABC):
                       must_exist: bool) -> None:
         pid, new, expected = claim
         try:
-            payload = dumps(obj, self._on_reference, self.protocol)
+            payload = dumps(obj, self._on_reference, self.protocol, self._gc3pie_payloads)
         except StoreError:
             raise
         except Exception as exc:
