@@ -3,6 +3,9 @@ integration venv: GC3Pie 2.6.8 + typedstore + SQLAlchemy 2).
 
     python gc3_program.py run    --session DIR --store URL --config FILE --work DIR --out JSON
     python gc3_program.py reopen --session DIR --out JSON
+    python gc3_program.py create-plain --session DIR --work DIR --out JSON
+    python gc3_program.py resume --session DIR --config FILE --out JSON
+    python gc3_program.py reopen-plain --session DIR --out JSON
 
 ``run`` creates a GC3Pie ``Session`` on the store URL, runs three
 ``/bin/echo`` Applications with a GC3Pie ``Engine`` on the local ``shellcmd``
@@ -10,7 +13,14 @@ resource of the config file until they are TERMINATED (the Engine saves each
 task through the session's store as it changes) and saves the session.
 ``reopen``, in a new process, opens the session by its directory alone
 (``Session`` reads ``store.url`` back), loads the tasks and asks the store
-typed queries about them. Both write what they found to ``--out`` as JSON.
+typed queries about them.
+
+The ``-plain`` commands run GC3Pie on its *own* persistence package (no
+``install()``; its file store needs no SQLAlchemy): ``create-plain`` makes a
+session with three NEW Applications in a GC3Pie jobs directory,
+``reopen-plain`` reads a session back. ``resume`` reopens a session on
+typedstore and runs its tasks until they are TERMINATED. Every command writes
+what it found to ``--out`` as JSON.
 """
 
 from __future__ import annotations
@@ -23,9 +33,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import typedstore.compat.gc3pie
+#: GC3Pie's own persistence package for the ``-plain`` commands, typedstore's otherwise.
+PLAIN = len(sys.argv) > 1 and sys.argv[1].endswith("-plain")
 
-typedstore.compat.gc3pie.install()
+if not PLAIN:
+    import typedstore.compat.gc3pie
+
+    typedstore.compat.gc3pie.install()
 
 import gc3libs  # noqa: E402  (after install(), which must come first)
 import gc3libs.persistence  # noqa: E402
@@ -47,47 +61,103 @@ class TaskRow(StoreRow, table=True):
     returncode: int | None = extracted(GET.execution.returncode)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    session = Session(args.session, store_or_url=args.store, row_model=TaskRow)
-    engine = gc3libs.create_engine(args.config, store=session.store)
-    apps = []
-    for n in range(JOBS):
-        app = Application(
+def make_apps(work: str) -> list[Any]:
+    return [
+        Application(
             ["/bin/echo", f"hello from task {n}"],
             inputs=[],
             outputs=[],
-            output_dir=os.path.join(args.work, f"output-{n}"),
+            output_dir=os.path.join(work, f"output-{n}"),
             stdout="stdout.txt",
             jobname=f"echo-{n}",
         )
-        session.add(app)
-        engine.add(app)
-        apps.append(app)
-    deadline = time.monotonic() + args.timeout
+        for n in range(JOBS)
+    ]
+
+
+def drive(engine: Any, apps: list[Any], timeout: float) -> None:
+    """Let the Engine progress until every task is TERMINATED."""
+    deadline = time.monotonic() + timeout
     while any(app.execution.state != Run.State.TERMINATED for app in apps):
         if time.monotonic() > deadline:
             states = {app.jobname: app.execution.state for app in apps}
-            raise SystemExit(f"tasks not TERMINATED after {args.timeout} s: {states}")
+            raise SystemExit(f"tasks not TERMINATED after {timeout} s: {states}")
         engine.progress()
         time.sleep(0.1)
-    session.save_all()
-    stdout = {}
+
+
+def outputs(apps: list[Any]) -> dict[str, str]:
+    found = {}
     for app in apps:
         with open(os.path.join(app.output_dir, "stdout.txt"), encoding="utf-8") as stream:
-            stdout[app.jobname] = stream.read()
+            found[app.jobname] = stream.read()
+    return found
+
+
+def describe(tasks: Any) -> dict[str, Any]:
+    return {
+        "ids": sorted(str(t.persistent_id) for t in tasks),
+        "id_types": sorted({type(t.persistent_id).__module__ + "." + type(t.persistent_id).__name__
+                            for t in tasks}),
+        "states": {t.jobname: t.execution.state for t in tasks},
+        "returncodes": {t.jobname: t.execution.returncode for t in tasks},
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    session = Session(args.session, store_or_url=args.store, row_model=TaskRow)
+    engine = gc3libs.create_engine(args.config, store=session.store)
+    apps = make_apps(args.work)
+    for app in apps:
+        session.add(app)
+        engine.add(app)
+    drive(engine, apps, args.timeout)
+    session.save_all()
     store = session.store
     result = {
         "ids": [str(app.persistent_id) for app in apps],
         "id_types": sorted({type(app.persistent_id).__name__ for app in apps}),
         "states": {app.jobname: app.execution.state for app in apps},
         "returncodes": {app.jobname: app.execution.returncode for app in apps},
-        "stdout": stdout,
+        "stdout": outputs(apps),
         "store_type": f"{type(store).__module__}.{type(store).__qualname__}",
         "store_url": str(store.url),
         "store_url_file": Path(args.session, Session.STORE_URL_FILENAME).read_text(),
     }
     store.close()
     return result
+
+
+def create_plain(args: argparse.Namespace) -> dict[str, Any]:
+    session = Session(args.session)
+    for app in make_apps(args.work):
+        session.add(app)
+    return {**describe(session.tasks.values()), "store_type": type(session.store).__module__}
+
+
+def resume(args: argparse.Namespace) -> dict[str, Any]:
+    session = Session(args.session, create=False, row_model=TaskRow)
+    engine = gc3libs.create_engine(args.config, store=session.store)
+    apps = list(session.tasks.values())
+    for app in apps:
+        engine.add(app)
+    drive(engine, apps, args.timeout)
+    session.save_all()
+    store = session.store
+    result = {
+        **describe(apps),
+        "stdout": outputs(apps),
+        "store_type": f"{type(store).__module__}.{type(store).__qualname__}",
+        "query_terminated": sorted(str(i) for i in store.query(state="TERMINATED").ids()),
+        "query_jobname": [str(i) for i in store.query(TaskRow.jobname == "echo-1").ids()],
+    }
+    store.close()
+    return result
+
+
+def reopen_plain(args: argparse.Namespace) -> dict[str, Any]:
+    session = Session(args.session, create=False)
+    return {**describe(session.tasks.values()), "store_type": type(session.store).__module__}
 
 
 def reopen(args: argparse.Namespace) -> dict[str, Any]:
@@ -124,9 +194,18 @@ def reopen(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+COMMANDS = {
+    "run": run,
+    "reopen": reopen,
+    "create-plain": create_plain,
+    "resume": resume,
+    "reopen-plain": reopen_plain,
+}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["run", "reopen"])
+    parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("--session", required=True)
     parser.add_argument("--store")
     parser.add_argument("--config")
@@ -135,7 +214,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     gc3libs.configure_logger(level=int(os.environ.get("GC3_PROGRAM_LOG_LEVEL", "30")))
-    result = run(args) if args.command == "run" else reopen(args)
+    result = COMMANDS[args.command](args)
     result["persistence_module"] = repr(gc3libs.persistence)
     with open(args.out, "w", encoding="utf-8") as stream:
         json.dump(result, stream, indent=1, sort_keys=True)

@@ -186,3 +186,34 @@ def test_session_and_engine_persist_tasks_in_typedstore(
     assert reopened["query_objects"] == ["echo-0", "echo-2"]
     assert reopened["count_not_terminated"] == 0
     assert reopened["temporary_session_ids"] == ids
+
+
+@pytest.mark.usefixtures("gnu_time")
+def test_a_gc3pie_session_moves_to_typedstore_and_back(
+    gc3: Gc3Runner, gc3_config: Path, tmp_path: Path,
+) -> None:
+    """A session GC3Pie made on its own persistence runs on typedstore, and GC3Pie reads it back."""
+    session = tmp_path / "session"
+    created = gc3.program("create-plain", "--session", session, "--work", tmp_path / "work")
+    assert "typedstore" not in created["persistence_module"].split(" from ")[0]
+    assert created["store_type"] == "gc3libs.persistence.filesystem"
+    assert created["id_types"] == ["gc3libs.persistence.idfactory.Id"]
+    assert created["states"] == dict.fromkeys(JOBNAMES, "NEW")
+    ids = created["ids"]
+
+    resumed = gc3.program("resume", "--session", session, "--config", gc3_config)
+    assert resumed["persistence_module"].endswith("(typedstore.compat.gc3pie)>")
+    assert resumed["store_type"] == "typedstore.filesystem.FilesystemStore"
+    assert resumed["ids"] == ids
+    assert resumed["id_types"] == ["typedstore.ids.Id"]
+    assert resumed["states"] == dict.fromkeys(JOBNAMES, "TERMINATED")
+    assert resumed["stdout"] == {f"echo-{n}": f"hello from task {n}\n" for n in range(3)}
+    assert resumed["query_terminated"] == ids
+    assert resumed["query_jobname"] == ["Application.2"]
+
+    back = gc3.program("reopen-plain", "--session", session)
+    assert back["store_type"] == "gc3libs.persistence.filesystem"
+    assert back["ids"] == ids
+    assert back["id_types"] == ["gc3libs.persistence.idfactory.Id"]
+    assert back["states"] == dict.fromkeys(JOBNAMES, "TERMINATED")
+    assert back["returncodes"] == dict.fromkeys(JOBNAMES, 0)
