@@ -7,7 +7,9 @@ the URL with its password hidden) as attributes as well as in the message.
 A not-found error (:class:`NotFoundError`, raised by ``load``/``replace``/``remove``
 of an id that is not stored) is also a :class:`KeyError`, so plain Python code
 that catches ``KeyError`` keeps working. It is a :class:`LoadError` too, because
-GC3Pie code catches ``LoadError`` when a job is missing.
+GC3Pie code catches ``LoadError`` when a job is missing. After
+``typedstore.compat.gc3pie.install()``, :class:`LoadError` is also a subclass of
+``gc3libs.exceptions.LoadError``, so GC3Pie's own ``except`` clauses catch it.
 """
 
 from __future__ import annotations
