@@ -143,17 +143,44 @@ class Query:
             yield from batch
 
     def __iter__(self) -> Iterator[Any]:
-        """Stream row-model instances (``data`` is None: nothing is unpickled)."""
+        """Stream row-model instances (``data`` is None: nothing is unpickled),
+        with the table's columns outside the row model as extra attributes (see
+        :meth:`rows`)."""
         model: Any = self.source.row_model or StoreRow
         # Instances of a table model need its mapper configured, which SQLAlchemy
         # otherwise does lazily on the first ORM operation (no-op once done).
         sa.orm.configure_mappers()
         construct = model.model_construct
+        fields = model.model_fields
+        extra = [c.name for c in self.source._result_columns() if c.name not in fields]
+        if not extra:
+            for row in self.tuples():
+                yield construct(**row._mapping)
+            return
+        set_attribute = object.__setattr__
         for row in self.tuples():
-            yield construct(**row._mapping)
+            values = dict(row._mapping)
+            extras = {name: values.pop(name) for name in extra}
+            instance = construct(**values)
+            # Pydantic's place for values that are not fields of the model.
+            set_attribute(instance, "__pydantic_extra__", extras)
+            yield instance
 
     def rows(self) -> list[Any]:
-        """All matching rows as row-model instances."""
+        """All matching rows as row-model instances.
+
+        A row holds every column :meth:`tuples` returns. Columns of the row
+        model (or of :class:`~typedstore.rows.StoreRow` without one) are its
+        fields. Columns the table has outside the row model -- GC3Pie
+        ``extra_fields`` such as ``jobname`` -- are attributes of the row too
+        (``row.jobname``), kept as Pydantic keeps values that are not fields:
+        in ``row.model_extra`` (a dict by column name) and the ``repr``. They
+        are not validated, and ``row.model_dump()`` lists the row model's
+        fields only (the model's schema); use ``{**row.model_dump(),
+        **row.model_extra}`` or :meth:`tuples` for every column. The row is
+        still an instance of the row model, so code written for the row model
+        needs no change.
+        """
         return list(self)
 
     def first(self) -> Any | None:

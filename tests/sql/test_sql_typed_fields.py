@@ -204,3 +204,34 @@ def test_extra_fields_store_values_and_null_on_errors(
     assert fresh.query(extra="bar").ids() == [with_foo]
     if with_row_model:
         assert [r.cores for r in fresh.query(Row.cores > 2)] == [3]
+
+
+@pytest.mark.parametrize("with_row_model", [False, True], ids=["plain", "row_model"])
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_rows_carry_the_extra_fields_columns(open_store: OpenStore, with_row_model: bool) -> None:
+    # Issue 9: rows() and first() lacked the extra_fields columns.
+    kwargs: dict[str, Any] = {"extra_fields": extra_fields()}
+    if with_row_model:
+        kwargs["row_model"] = Row
+    store = open_store(**kwargs)
+    with_foo = store.save(make_job("with foo", cores=3, foo="bar"))
+    without_foo = store.save(make_job("without foo"))
+
+    rows = {r.id: r for r in open_store(**kwargs).query().rows()}
+    model = Row if with_row_model else StoreRow
+    assert all(type(r) is model for r in rows.values())
+    assert {i: r.extra for i, r in rows.items()} == {with_foo: "bar", without_foo: None}
+    assert {i: r.model_extra for i, r in rows.items()} == {
+        with_foo: {"extra": "bar", "broken": None},
+        without_foo: {"extra": None, "broken": None},
+    }
+    # The row model's own fields are as before, and only they are dumped.
+    assert rows[with_foo].state == "UNKNOWN"
+    assert "extra" not in rows[with_foo].model_dump()
+    if with_row_model:
+        assert (rows[with_foo].jobname, rows[with_foo].cores) == ("with foo", 3)
+    first = store.query(extra="bar").first()
+    assert first is not None and (first.id, first.extra) == (with_foo, "bar")
+    # A store without extra_fields has none.
+    plain = open_store(**{k: v for k, v in kwargs.items() if k != "extra_fields"})
+    assert all(r.model_extra is None for r in plain.query())
