@@ -13,6 +13,11 @@ When a store opens, :func:`inspect_store` reads what the database holds and
 the command that fixes it) or that lacks columns of the row model (naming
 them). A table with typedstore's columns but no version table, or GC3Pie's
 plain table, is used as it is and adopted by the next upgrade.
+
+Adopting a GC3Pie table on MySQL/MariaDB also widens its payload column from
+GC3Pie's ``BLOB`` (64 KB) to ``LONGBLOB`` (:func:`widen_payload`). A version
+table whose store table was dropped by hand is cleared before upgrading, so
+the table is created again (:func:`reset_stale_version_table`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
+from sqlalchemy.dialects import mysql
 from sqlmodel import SQLModel
 
 from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT
@@ -81,7 +87,44 @@ def upgrade_command(url: str, table: str) -> str:
     return f"alembic -x url='{redact(url)}' -x table={table} upgrade head"
 
 
+def typedstore_upgrade_command(url: str, table: str) -> str:
+    """The ``typedstore upgrade`` command for ``table`` at ``url`` (password hidden);
+    unlike plain ``alembic upgrade``, it also repairs a table dropped by hand."""
+    return f"typedstore upgrade '{redact(url)}' --table {table}"
+
+
 # ---------------------------------------------------------------- inspecting
+
+
+#: Bytes the MySQL/MariaDB binary column types hold; typedstore's payload type
+#: is LONGBLOB (4 GB), GC3Pie's table has a BLOB (64 KB).
+MYSQL_BLOB_LIMITS: tuple[tuple[type[sa.types.TypeEngine[Any]], int], ...] = (
+    (mysql.LONGBLOB, 2**32 - 1),
+    (mysql.MEDIUMBLOB, 2**24 - 1),
+    (mysql.TINYBLOB, 2**8 - 1),
+    (sa.BLOB, 2**16 - 1),
+)
+#: The payload column's name.
+PAYLOAD_COLUMN = "data"
+
+
+def payload_limit(dialect: str, type_: sa.types.TypeEngine[Any]) -> int | None:
+    """The most bytes a reflected payload column of ``type_`` holds, when that is
+    less than typedstore's own payload type holds (``None``: no such limit).
+
+    Only MySQL/MariaDB has narrow binary types that a table may carry (GC3Pie's
+    ``BLOB``, or a ``VARBINARY(n)`` made by hand); PostgreSQL's ``BYTEA`` and
+    SQLite's ``BLOB`` hold what typedstore's payloads need.
+    """
+    if dialect not in ("mysql", "mariadb"):
+        return None
+    for blob_type, limit in MYSQL_BLOB_LIMITS:
+        if isinstance(type_, blob_type):
+            return None if blob_type is mysql.LONGBLOB else limit
+    length = getattr(type_, "length", None)
+    if isinstance(type_, (sa.VARBINARY, sa.BINARY)) and isinstance(length, int):
+        return length
+    return None
 
 
 @dataclass(frozen=True)
@@ -91,31 +134,55 @@ class TableState:
     Attributes:
         exists (bool): the table is there.
         columns (frozenset[str]): its column names (empty if it does not exist).
-        revisions (tuple[str, ...] | None): its Alembic revisions; ``None`` when
-            it has no version table (never migrated: created by GC3Pie).
+        revisions (tuple[str, ...] | None): the revisions in its Alembic version
+            table; ``None`` when it has no version table (a table never
+            migrated: created by GC3Pie). Read even when the table itself is
+            gone (see :attr:`stale`).
+        payload_type (str | None): the SQL type of its payload column.
+        payload_limit (int | None): the most bytes its payload column holds
+            when that is less than typedstore's payload type holds (GC3Pie's
+            ``BLOB`` on MySQL/MariaDB: 65,535); ``None`` otherwise.
     """
 
     exists: bool
     columns: frozenset[str]
     revisions: tuple[str, ...] | None
+    payload_type: str | None = None
+    payload_limit: int | None = None
 
     @property
     def legacy(self) -> bool:
         """The table lacks typedstore's bookkeeping columns (GC3Pie's layout)."""
         return self.exists and not set(BOOKKEEPING_COLUMNS) <= self.columns
 
+    @property
+    def stale(self) -> bool:
+        """The table is gone but its version table still records revisions
+        (the table was dropped by hand)."""
+        return not self.exists and bool(self.revisions)
+
+
+def _revisions(connection: sa.Connection, inspector: Any, table: str) -> tuple[str, ...] | None:
+    if not inspector.has_table(version_table(table)):
+        return None
+    versions = sa.table(version_table(table), sa.column("version_num"))
+    return tuple(r[0] for r in connection.execute(sa.select(versions.c.version_num)))
+
 
 def inspect_store(connection: sa.Connection, table: str) -> TableState:
     """Read the state of store table ``table``."""
     inspector = sa.inspect(connection)
+    revisions = _revisions(connection, inspector, table)
     if not inspector.has_table(table):
-        return TableState(False, frozenset(), None)
-    columns = frozenset(c["name"] for c in inspector.get_columns(table))
-    if not inspector.has_table(version_table(table)):
-        return TableState(True, columns, None)
-    versions = sa.table(version_table(table), sa.column("version_num"))
-    revisions = tuple(r[0] for r in connection.execute(sa.select(versions.c.version_num)))
-    return TableState(True, columns, revisions)
+        return TableState(False, frozenset(), revisions)
+    reflected = inspector.get_columns(table)
+    columns = frozenset(c["name"] for c in reflected)
+    payload_type, limit = None, None
+    for column in reflected:
+        if column["name"] == PAYLOAD_COLUMN:
+            payload_type = str(column["type"].compile(dialect=connection.dialect))
+            limit = payload_limit(connection.dialect.name, column["type"])
+    return TableState(True, columns, revisions, payload_type, limit)
 
 
 def check_store(state: TableState, wanted: sa.Table, url: str) -> None:
@@ -226,6 +293,7 @@ def run_environment() -> None:
         "include_object": _include_only(table),
         "render_as_batch": True,
         "compare_type": True,
+        "on_version_apply": _widen_after_adoption(table),
     }
     if context.is_offline_mode():
         context.configure(url=parsed.target, literal_binds=True, **options)
@@ -247,6 +315,82 @@ def run_environment() -> None:
             conn.commit()
     finally:
         engine.dispose()
+
+
+#: The revision that creates the store table or adopts GC3Pie's.
+ADOPTING_REVISION = "ts0001"
+
+
+def _widen_after_adoption(table: str) -> Callable[..., None]:
+    """Alembic ``on_version_apply`` hook: right after the revision that adopts a
+    GC3Pie table, widen its payload column (whichever way the upgrade was started:
+    the ``alembic`` command, :func:`upgrade` or opening a store)."""
+
+    def after_step(*, ctx: MigrationContext, step: Any, **_: Any) -> None:
+        if ctx.as_sql or ctx.connection is None or step.is_stamp or not step.is_upgrade:
+            return  # offline (--sql) mode cannot inspect the table
+        if ADOPTING_REVISION in step.up_revision_ids:
+            widen_payload(ctx.connection, table)
+
+    return after_step
+
+
+# ---------------------------------------------------------------- repairs
+
+
+def widen_payload(connection: sa.Connection, table: str) -> bool:
+    """Widen the payload column of ``table`` to typedstore's payload type when it
+    holds less (GC3Pie's ``BLOB`` on MySQL/MariaDB: 64 KB); return whether it did.
+
+    An Alembic ``alter_column`` keeping the column's nullability, default and
+    comment. MySQL rewrites the table to do it; the rows are kept.
+    """
+    inspector = sa.inspect(connection)
+    if not inspector.has_table(table):
+        return False
+    for column in inspector.get_columns(table):
+        if column["name"] != PAYLOAD_COLUMN:
+            continue
+        limit = payload_limit(connection.dialect.name, column["type"])
+        if limit is None:
+            return False
+        default = column.get("default")
+        ops = Operations(MigrationContext.configure(connection))
+        ops.alter_column(
+            table, PAYLOAD_COLUMN, type_=mysql.LONGBLOB(), existing_type=column["type"],
+            existing_nullable=column["nullable"],
+            existing_server_default=sa.text(default) if default is not None else None,
+            existing_comment=column.get("comment"),
+        )
+        log.warning("table %s: payload column %r widened from %s (at most %d bytes) to "
+                    "LONGBLOB", table, PAYLOAD_COLUMN,
+                    column["type"].compile(dialect=connection.dialect), limit)
+        return True
+    return False
+
+
+def reset_stale_version_table(connection: sa.Connection, table: str) -> tuple[str, ...]:
+    """Clear the version table of ``table`` if the table itself is gone; return the
+    revisions it recorded (empty: nothing to do).
+
+    A store table dropped by hand leaves ``typedstore_version_<table>`` behind,
+    still saying the table is at the head revision: Alembic would then create
+    nothing, and the next steps would fail on the missing table. Clearing it
+    makes the next upgrade create the table from the first revision. Revisions
+    of your own migrations on top of typedstore's are cleared too (the table
+    they changed is gone): run them again after the upgrade. The id counter
+    row is kept, so the new table never reissues an id the old one used.
+    """
+    state = inspect_store(connection, table)
+    if not state.stale:
+        return ()
+    assert state.revisions is not None
+    versions = sa.table(version_table(table), sa.column("version_num"))
+    connection.execute(versions.delete())
+    log.warning("table %s does not exist but its version table %s says it is at %s "
+                "(dropped by hand?): cleared it; the table is created again",
+                table, version_table(table), ", ".join(state.revisions))
+    return state.revisions
 
 
 # ---------------------------------------------------------------- upgrading from code
@@ -289,14 +433,21 @@ def schema_lock(connection: sa.Connection, table: str) -> Iterator[None]:
 
 def migrate(connection: sa.Connection, url: str, table: str, revision: str = "head",
             downgrade: bool = False) -> None:
-    """Run typedstore's migrations for ``table`` on ``connection`` (in its transaction)."""
+    """Run typedstore's migrations for ``table`` on ``connection`` (in its transaction).
+
+    Upgrading first clears a stale version table (:func:`reset_stale_version_table`)
+    and ends by widening a narrow payload column (:func:`widen_payload`).
+    """
     config = _config(url, table, connection=connection)
     with schema_lock(connection, table):
         try:
             if downgrade:
                 command.downgrade(config, revision)
             else:
+                reset_stale_version_table(connection, table)
                 command.upgrade(config, revision)
+                # A GC3Pie table adopted before typedstore widened payloads.
+                widen_payload(connection, table)
         except CommandError as exc:
             # Typically the table is at a revision of the user's own chain, which
             # only the user's alembic.ini knows.

@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from typing import Any
@@ -60,7 +61,10 @@ from .schema import (
     inspect_store,
     migrate,
     schema_lock,
+    typedstore_upgrade_command,
     upgrade_command,
+    version_table,
+    widen_payload,
 )
 from .statements import Compiled, RecordStatements
 from .store import Store
@@ -113,7 +117,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
     """Save, load and query objects as rows of a SQL table.
 
     Args:
-        url: a SQLAlchemy URL (``sqlite:///jobs.db``, ``sqlite://`` in memory,
+        url: a SQLAlchemy URL (``sqlite:jobs.db``, ``sqlite://`` in memory,
             ``postgresql+psycopg://...``, ``mysql+pymysql://...``), optionally
             with ``#table=NAME``.
         table_name: the table; wins over ``#table=``; default the row model's
@@ -189,6 +193,11 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             self.table = wanted
         self._rows = RowBuilder(self.table, row_model)
         self._versioned = not state.legacy
+        # A payload column narrower than typedstore's (GC3Pie's BLOB on MySQL, in a
+        # table read with create=False): larger records are refused before sending.
+        self._payload_limit = state.payload_limit if state.payload_limit is not None \
+            else sys.maxsize
+        self._payload_type = state.payload_type
         self._stmts = RecordStatements(self.table, self.engine.dialect, self._rows.names,
                                        self._versioned)
         self._counter_sql = self._compile_counter()
@@ -204,33 +213,54 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                     extra_fields: Any) -> TableState:
         """Check the table against ``wanted``; create or adopt it first when allowed.
 
-        Returns the table's state. Raises SchemaError (with the command that
-        fixes it) for a missing table with ``create=False``, a table behind or
-        ahead of the code, or missing row-model columns.
+        With ``create``: a missing table is created, a GC3Pie table adopted
+        (bookkeeping columns added, payload column widened on MySQL/MariaDB),
+        a table dropped by hand whose version table remained is created again,
+        and a payload column narrower than typedstore's is widened. Returns
+        the table's state. Raises SchemaError (with the command that fixes it)
+        for a missing table with ``create=False``, a table behind or ahead of
+        the code, or missing row-model columns.
         """
         assert self.url is not None
         url = self.url.text
+        table = self.table_name
         with self.engine.connect() as conn:
-            state = inspect_store(conn, self.table_name)
-        if not state.exists or (state.revisions is None and create):
-            if not create:
-                fix = upgrade_command(url, self.table_name)
+            state = inspect_store(conn, table)
+        if not state.exists and not create:
+            if state.stale:
+                fix = typedstore_upgrade_command(url, table)
                 raise SchemaError(
-                    f"{self.url.redacted}: table {self.table_name!r} does not exist and "
-                    "create=False; "
-                    f"create it with: {fix}",
-                    table=self.table_name, command=fix,
+                    f"{self.url.redacted}: table {table!r} does not exist, but its version "
+                    f"table {version_table(table)!r} says it is at "
+                    f"{', '.join(state.revisions or ())} (the table was dropped by hand?); "
+                    f"with create=False nothing is changed; create it again by opening the "
+                    f"store with create=True or with: {fix}",
+                    table=table, current=(state.revisions or (None,))[0], command=fix,
                 )
+            fix = upgrade_command(url, table)
+            raise SchemaError(
+                f"{self.url.redacted}: table {table!r} does not exist and create=False; "
+                f"create it with: {fix}",
+                table=table, command=fix,
+            )
+        if create and (not state.exists or state.revisions is None):
             if state.exists:
                 log.warning("%s: adopting table %r (no typedstore version table: written by "
                             "GC3Pie?): adding typedstore's bookkeeping columns",
-                            self.url.redacted, self.table_name)
+                            self.url.redacted, table)
+            # migrate() also clears a stale version table and widens the payload.
             with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                    conn.begin(), schema_lock(conn, self.table_name):
-                migrate(conn, url, self.table_name)
-                add_missing_columns(conn, self.table_name, row_model, extra_fields)
+                    conn.begin(), schema_lock(conn, table):
+                migrate(conn, url, table)
+                add_missing_columns(conn, table, row_model, extra_fields)
             with self.engine.connect() as conn:
-                state = inspect_store(conn, self.table_name)
+                state = inspect_store(conn, table)
+        elif create and state.payload_limit is not None:
+            # Adopted by a typedstore that kept GC3Pie's BLOB.
+            with self.engine.connect() as conn, conn.begin(), schema_lock(conn, table):
+                widen_payload(conn, table)
+            with self.engine.connect() as conn:
+                state = inspect_store(conn, table)
         check_store(state, wanted, url)
         return state
 
@@ -448,6 +478,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self, id_: Any, obj: Any, payload: bytes, *, new: bool, expected: int | None,
         must_exist: bool,
     ) -> int | None:
+        if len(payload) > self._payload_limit:
+            raise self._too_large(id_, obj, len(payload))
         # One list in the order of RecordStatements.source, then one pass to
         # the driver's parameters.
         values = [int(id_), payload, *self._rows.values(obj, id_)]
@@ -467,6 +499,19 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             return expected + 1
         self._write_statement(stmts.upsert, stmts.upsert_params(values))
         return None
+
+    def _too_large(self, id_: Any, obj: Any, size: int) -> SaveError:
+        """The error for a payload the table's payload column cannot hold."""
+        assert self.url is not None
+        fix = typedstore_upgrade_command(self.url.text, self.table_name)
+        return SaveError(
+            f"{self._describe()}: record {id_} ({type(obj).__name__}) is {size} bytes "
+            f"pickled, more than the {self._payload_limit} bytes column "
+            f"{self.table_name}.data ({self._payload_type}) holds; nothing was written. "
+            f"Adopt the table to widen the column to LONGBLOB: open the store with "
+            f"create=True, or run: {fix}",
+            id_, "data",
+        )
 
     def _must_match(self, id_: Any, expected: int | None) -> _Check:
         def check(rowcount: int) -> None:

@@ -41,6 +41,12 @@ def db_sqlite_pg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]
 
 
 @pytest.fixture
+def mysql_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    """A MariaDB/MySQL database, for tests of what only that backend has."""
+    yield from _db("mysql", request, tmp_path)
+
+
+@pytest.fixture
 def sqlite_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
     """A SQLite database for tests that need one backend only."""
     yield from _db("sqlite", request, tmp_path)

@@ -32,6 +32,27 @@ def unique_table() -> str:
     return f"mg{uuid.uuid4().hex[:10]}"
 
 
+#: The CREATE TABLE that GC3Pie 2.6.8's ``SqlStore`` runs (``meta.create_all()``,
+#: SQLAlchemy 1.3.24) on each backend, printed once with the real GC3Pie (its
+#: SQLAlchemy engine's log, with one extra field ``Column('jobname', String(256))``
+#: in ``extra_fields``). Its payload column is a plain ``BLOB`` on MySQL/MariaDB:
+#: 64 KB. ``{extra}`` stands for the extra fields' columns.
+GC3PIE_DDL = {
+    "sqlite": "CREATE TABLE {table} (id INTEGER NOT NULL, data BLOB, state VARCHAR(128), "
+              "{extra}PRIMARY KEY (id))",
+    "postgresql": "CREATE TABLE {table} (id SERIAL NOT NULL, data BYTEA, state VARCHAR(128), "
+                  "{extra}PRIMARY KEY (id))",
+    "mysql": "CREATE TABLE {table} (id INTEGER NOT NULL AUTO_INCREMENT, data BLOB, "
+             "state VARCHAR(128), {extra}PRIMARY KEY (id))",
+}
+
+
+def gc3pie_create_table(backend: str, table: str, *extra: str) -> str:
+    """GC3Pie's CREATE TABLE of ``table`` on ``backend`` with ``extra`` columns
+    (``"jobname VARCHAR(256)"``), as GC3Pie 2.6.8 emits it (:data:`GC3PIE_DDL`)."""
+    return GC3PIE_DDL[backend].format(table=table, extra="".join(f"{c}, " for c in extra))
+
+
 def child_env() -> dict[str, str]:
     """Environment of a child that imports ``tests.migrations.models``."""
     env = dict(os.environ)
@@ -91,6 +112,14 @@ class Db:
     def columns(self, table: str) -> set[str]:
         with self.engine.connect() as conn:
             return {c["name"] for c in sa.inspect(conn).get_columns(table)}
+
+    def column_type(self, table: str, column: str) -> str:
+        """The SQL type of ``column`` as the database reports it (``LONGBLOB``)."""
+        with self.engine.connect() as conn:
+            for reflected in sa.inspect(conn).get_columns(table):
+                if reflected["name"] == column:
+                    return str(reflected["type"].compile(dialect=conn.dialect))
+        raise AssertionError(f"table {table} has no column {column}")
 
     def indexes(self, table: str) -> set[str]:
         with self.engine.connect() as conn:
