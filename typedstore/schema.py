@@ -142,6 +142,10 @@ class TableState:
         payload_limit (int | None): the most bytes its payload column holds
             when that is less than typedstore's payload type holds (GC3Pie's
             ``BLOB`` on MySQL/MariaDB: 65,535); ``None`` otherwise.
+        gc3pie_layout (bool): GC3Pie created the table: its ``state`` column
+            is nullable, as GC3Pie's ``VARCHAR(128)`` is (typedstore creates it
+            NOT NULL with a default). Adoption leaves that column alone, so an
+            adopted table still says so.
     """
 
     exists: bool
@@ -149,6 +153,7 @@ class TableState:
     revisions: tuple[str, ...] | None
     payload_type: str | None = None
     payload_limit: int | None = None
+    gc3pie_layout: bool = False
 
     @property
     def legacy(self) -> bool:
@@ -177,12 +182,14 @@ def inspect_store(connection: sa.Connection, table: str) -> TableState:
         return TableState(False, frozenset(), revisions)
     reflected = inspector.get_columns(table)
     columns = frozenset(c["name"] for c in reflected)
-    payload_type, limit = None, None
+    payload_type, limit, gc3pie = None, None, False
     for column in reflected:
         if column["name"] == PAYLOAD_COLUMN:
             payload_type = str(column["type"].compile(dialect=connection.dialect))
             limit = payload_limit(connection.dialect.name, column["type"])
-    return TableState(True, columns, revisions, payload_type, limit)
+        elif column["name"] == "state":
+            gc3pie = bool(column["nullable"])
+    return TableState(True, columns, revisions, payload_type, limit, gc3pie)
 
 
 def check_store(state: TableState, wanted: sa.Table, url: str) -> None:

@@ -51,6 +51,7 @@ from .errors import (
     SchemaError,
     StoreError,
 )
+from .gc3pie_ids import Gc3PieCounter
 from .ids import BlockSequence, IdFactory, IntId, new_int_id
 from .query import Query, QuerySource, row_class
 from .rows import RowBuilder, now
@@ -132,12 +133,24 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         protocol: pickle protocol of new records.
         allowed_classes: allow-list of classes records may name (``None``: any).
         engine_options: extra ``sqlalchemy.create_engine`` arguments.
+        gc3pie_compatible: share the table with GC3Pie 2.6.8: write ids into
+            payloads as GC3Pie's ``IntId`` class (pickle protocol at most 3), so
+            GC3Pie's ``load`` reads typedstore's records and its ``save`` of one
+            updates that record's row; and take new ids from GC3Pie's counter
+            file (``$GC3PIE_ID_FILE``, default ``~/.gc3/next_id.txt``, under
+            GC3Pie's lock, moved past the largest id in the table and the
+            database's counter, which is moved past them in turn), so GC3Pie
+            processes writing the table never reissue one of typedstore's ids.
+            ``None`` (default): on for a table GC3Pie created, read as it is
+            or adopted (its ``state`` column is nullable:
+            :attr:`typedstore.schema.TableState.gc3pie_layout`).
         **extra: accepted and ignored, for compatibility with ``FilesystemStore``.
 
     Attributes:
         engine (sqlalchemy.Engine): the store's engine.
         table (sqlalchemy.Table): the record table as this store uses it.
         row_model: the row model (``None`` for the base columns only).
+        gc3pie_compatible (bool): payloads are written for GC3Pie to read.
     """
 
     def __init__(
@@ -152,6 +165,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         allowed_classes: Any = None,
         missing_classes: str = "error",
         engine_options: Mapping[str, Any] | None = None,
+        gc3pie_compatible: bool | None = None,
         **extra: Any,
     ) -> None:
         parsed = parse_store_url(url)
@@ -186,7 +200,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         if state.legacy:
             log.warning("%s: table %r has no typedstore bookkeeping columns (a GC3Pie table?); "
                         "using it without version checks until it is upgraded",
-                        parsed, self.table_name)
+                        parsed.redacted, self.table_name)
             self.table = build_table(self.table_name, new_metadata(), row_model, extra_fields,
                                      bookkeeping=False, only=set(state.columns))
         else:
@@ -198,6 +212,13 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._payload_limit = state.payload_limit if state.payload_limit is not None \
             else sys.maxsize
         self._payload_type = state.payload_type
+        self.gc3pie_compatible = self._gc3pie_payloads = (
+            state.gc3pie_layout if gc3pie_compatible is None else bool(gc3pie_compatible))
+        # GC3Pie numbers its objects from its counter file and overwrites the row
+        # of an id it issues again: sharing the table, take ids from that file.
+        self._gc3pie_counter = Gc3PieCounter(floor=self._gc3pie_floor) \
+            if self.gc3pie_compatible else None
+        self._counter_exists: bool | None = None
         self._stmts = RecordStatements(self.table, self.engine.dialect, self._rows.names,
                                        self._versioned)
         self._counter_sql = self._compile_counter()
@@ -383,10 +404,21 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                                               next_id=sa.bindparam("first", type_=c.next_id.type)),
                 dialect, types),
             "max": Compiled(sa.select(sa.func.max(self.table.c.id)), dialect, types),
+            "raise": Compiled(
+                self._counter.update()
+                .where(c.table_name == name,
+                       c.next_id < sa.bindparam("first", type_=c.next_id.type))
+                .values(next_id=sa.bindparam("first", type_=c.next_id.type)),
+                dialect, types),
         }
 
     def _fetch_block(self, block: int) -> int:
-        """Take ``block`` ids from the counter table; return the first."""
+        """Take ``block`` ids from the counter table (GC3Pie's counter file in
+        GC3Pie-compatible mode); return the first."""
+        if self._gc3pie_counter is not None:
+            first = self._gc3pie_counter(block)
+            self._raise_counter(first + block)
+            return first
         if not self._counter_checked:
             with self.engine.connect() as conn:
                 if not sa.inspect(conn).has_table(self._counter.name):
@@ -414,6 +446,35 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                           self._describe(), attempt, lost.__cause__)
         raise SaveError(f"{self._describe()}: could not create the id counter row in "
                         f"{COUNTER_ATTEMPTS} attempts (concurrent creators kept deadlocking)")
+
+    def _has_counter(self) -> bool:
+        if self._counter_exists is None:
+            with self.engine.connect() as conn:
+                self._counter_exists = sa.inspect(conn).has_table(self._counter.name)
+        return self._counter_exists
+
+    def _gc3pie_floor(self) -> int:
+        """The smallest id GC3Pie's counter may issue to this store: above every id
+        in the table and every id the database's counter handed out (called under
+        GC3Pie's lock). Read on the store's own connection: inside a transaction
+        it sees the transaction's writes (and SQLite's lock is ours already)."""
+        if self._txn is not None:
+            self._flush_for_read()
+        sql = self._counter_sql
+        cursor = self._run(sql["max"], {})
+        floor = int(cursor.fetchone()[0] or 0) + 1
+        if self._has_counter():
+            row = self._run(sql["get"], {"name": self.table_name}).fetchone()
+            if row is not None:
+                floor = max(floor, int(row[0]))
+        return floor
+
+    def _raise_counter(self, next_id: int) -> None:
+        """Move the database's counter of this table up to ``next_id``, so stores
+        not in GC3Pie-compatible mode never issue the ids GC3Pie's counter gave."""
+        if self._has_counter():
+            sql = self._counter_sql["raise"]
+            self._run(sql, {"name": self.table_name, "first": next_id})
 
     def _bump_counter(self, cursor: Any, n: int) -> int:
         sql = self._counter_sql
@@ -660,6 +721,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._deferred = None
         self._in_db_txn = False
         self._sequence.reset()
+        if self._gc3pie_counter is not None:
+            self._gc3pie_counter.reset_locks()
         self.engine.dispose(close=False)
         self.idfactory.discard_reserved()
 

@@ -28,6 +28,15 @@ def _db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def gc3pie_id_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """GC3Pie's id counter file (``GC3PIE_ID_FILE``), which stores on adopted GC3Pie
+    tables take their ids from, in this test's tmp dir: never ``~/.gc3/next_id.txt``."""
+    path = tmp_path / "gc3pie_next_id.txt"
+    monkeypatch.setenv("GC3PIE_ID_FILE", str(path))
+    return path
+
+
 @pytest.fixture(params=SQL_BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
     """The database of this test, on each SQL backend."""

@@ -78,23 +78,29 @@ def child_env() -> dict[str, str]:
     return env
 
 
-#: ``python -c`` program of a saving child: ``sql_jobs.save_worker(url, tag, count[, create])``.
+#: ``python -c`` program of a saving child:
+#: ``sql_jobs.save_worker(url, tag, count[, create[, gc3pie]])``.
 SAVE_WORKER = "import sys, sql_jobs; sql_jobs.save_worker(*sys.argv[1:])"
 
+#: ``gc3pie_compatible`` values as :func:`save_worker` takes them on its command line.
+GC3PIE_MODES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 
-def save_worker(url: str, tag: str, count: int | str, create: str = "create") -> None:
+
+def save_worker(url: str, tag: str, count: int | str, create: str = "create",
+                gc3pie: str = "auto") -> None:
     """Child process: wait for ``go`` on stdin, save ``count`` jobs, print their ids.
 
     Prints ``ready`` once imported, then (after the parent's ``go``) opens the store
     and saves: single saves, then one ``save_many`` of a handful, so both id paths
     run concurrently with the other children. The last line is a JSON list of
-    ``[id, jobname]`` pairs. ``create="nocreate"`` opens the store with ``create=False``.
+    ``[id, jobname]`` pairs. ``create="nocreate"`` opens the store with ``create=False``;
+    ``gc3pie`` (``auto``, ``on``, ``off``) gives its ``gc3pie_compatible``.
     """
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         raise SystemExit("no go")
     count = int(count)
-    store = make_store(url, create=create == "create")
+    store = make_store(url, create=create == "create", gc3pie_compatible=GC3PIE_MODES[gc3pie])
     saved: list[tuple[int, str]] = []
     singles = count - count // 10
     for i in range(singles):
@@ -124,11 +130,13 @@ class Savers:
     children are killed if the test fails early.
     """
 
-    def __init__(self, url: str, processes: int, saves: int, create: bool = True) -> None:
+    def __init__(self, url: str, processes: int, saves: int, create: bool = True,
+                 gc3pie_compatible: bool | None = None) -> None:
+        mode = {v: k for k, v in GC3PIE_MODES.items()}[gc3pie_compatible]
         self.children = [
             subprocess.Popen(
                 [sys.executable, "-c", SAVE_WORKER, url, f"p{k}", str(saves),
-                 "create" if create else "nocreate"],
+                 "create" if create else "nocreate", mode],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True, env=child_env(),
             )
