@@ -456,10 +456,9 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
     def _gc3pie_floor(self) -> int:
         """The smallest id GC3Pie's counter may issue to this store: above every id
         in the table and every id the database's counter handed out (called under
-        GC3Pie's lock). Read on the store's own connection: inside a transaction
-        it sees the transaction's writes (and SQLite's lock is ours already)."""
-        if self._txn is not None:
-            self._flush_for_read()
+        GC3Pie's lock). Read on the store's own connection (SQLite's write lock may
+        be ours); writes it holds back need not be seen: their ids came from
+        earlier blocks, below the counter file's number already."""
         sql = self._counter_sql
         cursor = self._run(sql["max"], {})
         floor = int(cursor.fetchone()[0] or 0) + 1
@@ -471,10 +470,23 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
 
     def _raise_counter(self, next_id: int) -> None:
         """Move the database's counter of this table up to ``next_id``, so stores
-        not in GC3Pie-compatible mode never issue the ids GC3Pie's counter gave."""
-        if self._has_counter():
-            sql = self._counter_sql["raise"]
-            self._run(sql, {"name": self.table_name, "first": next_id})
+        not in GC3Pie-compatible mode never issue the ids GC3Pie's counter gave.
+
+        Committed at once on a connection of its own, so that the counter row is
+        not locked until the store's transaction ends; on SQLite on the store's
+        connection (a second one would wait for our own write lock).
+        """
+        if not self._has_counter():
+            return
+        raise_ = self._counter_sql["raise"]
+        values = {"name": self.table_name, "first": next_id}
+        if self._sqlite:
+            self._run(raise_, values)
+            return
+        with self.engine.connect() as conn, conn.begin():
+            driver: Any = conn.connection.driver_connection
+            with closing(driver.cursor()) as cursor:
+                cursor.execute(raise_.sql, raise_.params(values))
 
     def _bump_counter(self, cursor: Any, n: int) -> int:
         sql = self._counter_sql
