@@ -631,19 +631,27 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                     ) -> Iterator[Sequence[Any]]:
         """Stream the rows of a query, in batches.
 
-        Inside a transaction: on this store's own connection, so the query sees
-        the transaction's writes (and an in-memory database, which has only that
-        connection, keeps its transaction). Outside one: on a pooled driver
-        connection, rows fetched as they are read (:meth:`_streaming_cursor`;
+        Inside a transaction of the calling thread: on this store's own
+        connection, so the query sees the transaction's writes. Otherwise
+        (another thread's open transaction included: its writes are not
+        committed) on a pooled driver connection, rows fetched as they are read (:meth:`_streaming_cursor`;
         SQLAlchemy's result machinery would cost more per row than the
         database's own work).
         """
-        if self._txn is not None:
+        if self._own_txn() is not None:
             self._open_db_txn()
             self._flush_inserts()
             self._driver()
             # Not the store's cursor: loads may run while the caller iterates.
             yield from self._raw_select(statement, named, self._conn.cursor())
+        elif isinstance(self.engine.pool, sa.pool.StaticPool):
+            # An in-memory database has one connection, the store's own: read
+            # under the store's lock (never during another thread's open
+            # transaction) and hand the rows out after releasing it.
+            with self._lock:
+                self._driver()
+                batches = list(self._raw_select(statement, named, self._conn.cursor()))
+            yield from batches
         else:
             pooled = self.engine.raw_connection()
             try:

@@ -66,11 +66,14 @@ class _Transaction:
         queue (list): referenced objects waiting to be written by that save.
         keep_alive (list): the written objects, so ``id(obj)`` stays unique.
         undo (list): ``(obj, old persistent_id, old changed)`` to restore on rollback.
+        thread (int): ``threading.get_ident()`` of the thread that opened it: the
+            only thread that may run in it (it holds the store's lock meanwhile).
     """
 
-    __slots__ = ("depth", "doomed", "keep_alive", "queue", "undo", "written")
+    __slots__ = ("depth", "doomed", "keep_alive", "queue", "thread", "undo", "written")
 
     def __init__(self) -> None:
+        self.thread = threading.get_ident()
         self.depth = 1
         self.doomed = False
         self.written: dict[int, Any] = {}
@@ -320,6 +323,19 @@ class Store(ABC):
 
     def _describe(self) -> str:
         return self.url.redacted if self.url is not None else type(self).__name__
+
+    def _own_txn(self) -> _Transaction | None:
+        """The open transaction if the calling thread opened it, else ``None``.
+
+        A transaction holds the store's lock, so every locked method runs in
+        its thread; a method that runs without the lock (a query) must ask
+        this, never ``self._txn``: another thread's open transaction is not its
+        own, and its uncommitted writes and connection are not to be touched.
+        """
+        txn = self._txn
+        if txn is not None and txn.thread == threading.get_ident():
+            return txn
+        return None
 
     # ------------------------------------------------------------ transactions
 
