@@ -634,9 +634,9 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         Inside a transaction of the calling thread: on this store's own
         connection, so the query sees the transaction's writes. Otherwise
         (another thread's open transaction included: its writes are not
-        committed) on a pooled driver connection, rows fetched as they are read (:meth:`_streaming_cursor`;
-        SQLAlchemy's result machinery would cost more per row than the
-        database's own work).
+        committed) on a pooled driver connection, rows fetched as they are
+        read (:meth:`_streaming_cursor`; SQLAlchemy's result machinery would
+        cost more per row than the database's own work).
         """
         if self._own_txn() is not None:
             self._open_db_txn()
