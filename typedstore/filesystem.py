@@ -191,6 +191,12 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         return largest + 1
 
     def _coerce_id(self, id_: Any) -> Any:
+        """``id_`` as a record name: a string (an :class:`Id` for ``PREFIX.N``) or
+        an ``int`` (not a ``bool``). Raises TypeError for another type,
+        NotFoundError for a string that cannot name a record file."""
+        if not isinstance(id_, (str, int)) or isinstance(id_, bool):
+            raise TypeError(f"{self._describe()}: id {id_!r} is a {type(id_).__name__}; ids "
+                            "of this store are strings")
         text = str(id_)
         if (not text or text.startswith(".") or "/" in text or os.sep in text or "\0" in text
                 or text.endswith((BACKUP_SUFFIX, _TMP_SUFFIX))):

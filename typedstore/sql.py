@@ -518,14 +518,28 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         return int(cursor.fetchone()[0]) - n
 
     def _coerce_id(self, id_: Any) -> Any:
-        if isinstance(id_, IntId):
+        """``id_`` as an :class:`IntId`: an ``int`` (not a ``bool``) or a string of
+        ASCII digits, nothing else (``1.9`` is not record 1, ``True`` not 1).
+
+        Raises TypeError for another type, NotFoundError (a LoadError) for a
+        string or number that cannot be a stored id; before any statement runs.
+        """
+        if type(id_) is IntId:
             return id_
-        try:
-            return new_int_id(int(id_))
-        except (TypeError, ValueError):
-            raise NotFoundError(
-                f"{self._describe()}: {id_!r} is not an id of this store (ids are integers)", id_
-            ) from None
+        if isinstance(id_, int) and not isinstance(id_, bool):
+            number = int(id_)
+        elif isinstance(id_, str):
+            if not (id_.isascii() and id_.isdigit()):
+                raise NotFoundError(f"{self._describe()}: {id_!r} is not an id of this store "
+                                    "(ids are integers, or strings of their digits)", id_)
+            number = int(id_)
+        else:
+            raise TypeError(f"{self._describe()}: id {id_!r} is a {type(id_).__name__}; ids of "
+                            "this store are integers (or strings of their digits)")
+        if not 0 <= number < 2**63:
+            raise NotFoundError(f"{self._describe()}: {id_!r} is not an id of this store "
+                                "(outside 0 .. 2**63-1)", id_)
+        return new_int_id(number)
 
     def _describe(self) -> str:
         assert self.url is not None

@@ -531,7 +531,7 @@ class Store(ABC):
         """Unpickler callback: the object for a persistent id found in a payload."""
         try:
             pid = self._coerce_id(ref)
-        except NotFoundError as exc:
+        except (NotFoundError, TypeError) as exc:
             raise LoadError(f"{self._describe()}: bad reference {ref!r} in a record", ref) \
                 from exc
         obj = self._identity.get(pid)
