@@ -75,3 +75,8 @@ GC3PIE_ID_FILE_DEFAULT = "~/.gc3/next_id.txt"
 
 #: Seconds to wait for GC3Pie's counter lock (GC3Pie itself waits 30 s).
 GC3PIE_ID_LOCK_TIMEOUT = 30.0
+
+#: Store.retry: attempts, and the base and the cap of the random backoff (seconds).
+RETRY_ATTEMPTS = 10
+RETRY_BACKOFF = 0.01
+RETRY_MAX_BACKOFF = 1.0

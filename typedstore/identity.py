@@ -36,6 +36,14 @@ class _WeakEntry(weakref.ref):  # type: ignore[type-arg]
     version: int | None
 
 
+class _RetiredEntry(_WeakEntry):
+    """A weak reference to an object that left the map while alive, with the id
+    and version it was read or written at (its ``key`` is ``id(obj)``)."""
+
+    __slots__ = ("pid",)
+    pid: Any
+
+
 class _StrongEntry:
     """The entry of an object that cannot be weakly referenced: held strongly."""
 
@@ -75,6 +83,11 @@ class IdentityMap:
     def __init__(self) -> None:
         self._entries: dict[Any, _WeakEntry | _StrongEntry] = {}
         self._forget = _forgetter(self._entries)
+        # Objects that left the map while still alive (a newer object took
+        # their id, invalidate_cache, a conflict), by id(obj): saving one later
+        # is checked against the version it was read at, never written blindly.
+        self._retired: dict[int, _RetiredEntry] = {}
+        self._forget_retired = _forgetter(self._retired)
         self.journal: list[tuple[Any, Any, int | None]] | None = None
 
     def get(self, id_: Any) -> Any:
@@ -98,14 +111,22 @@ class IdentityMap:
             else:
                 self.journal.append((id_, obj, entry.version))
 
-    def put(self, id_: Any, obj: Any, version: int | None, journal: bool = True) -> None:
+    def put(self, id_: Any, obj: Any, version: int | None, journal: bool = True,
+            retire: bool = True) -> None:
         """Map ``id_`` to ``obj`` stored at ``version``.
 
         ``journal=False`` for objects loaded from committed data: a rollback
         must not forget them (the caller still holds them, at that version).
+        Another live object mapped to ``id_`` before is retired (see
+        :meth:`retired_version`) unless ``retire=False`` (a rollback restoring
+        the map).
         """
         if journal and self.journal is not None:
             self._remember(id_)
+        if retire:
+            old = self._entries.get(id_)
+            if old is not None and old.version is not None and old() is not obj:
+                self._retire(old)
         entry: _WeakEntry | _StrongEntry
         try:
             entry = _WeakEntry(obj, self._forget)
@@ -115,14 +136,49 @@ class IdentityMap:
         entry.version = version
         self._entries[id_] = entry
 
+    def set_version(self, id_: Any, version: int | None) -> None:
+        """Record the version the mapped object of ``id_`` is now stored at."""
+        entry = self._entries.get(id_)
+        if entry is not None:
+            entry.version = version
+
     def discard(self, id_: Any) -> None:
         """Forget ``id_`` (after a remove)."""
         self._remember(id_)
         self._entries.pop(id_, None)
 
+    def evict(self, id_: Any) -> None:
+        """Forget ``id_``'s object but remember the version it was read at (after
+        a conflict: the next load reads the record again; saving the stale
+        object is checked against its old version and conflicts again)."""
+        entry = self._entries.pop(id_, None)
+        if entry is not None:
+            self._retire(entry)
+
     def clear(self) -> None:
-        """Forget everything (``invalidate_cache``)."""
+        """Forget every object (``invalidate_cache``), remembering versions as :meth:`evict`."""
+        entries = list(self._entries.values())
         self._entries.clear()
+        for entry in entries:
+            self._retire(entry)
+
+    def _retire(self, entry: _WeakEntry | _StrongEntry) -> None:
+        obj = entry()
+        if obj is None or entry.version is None or isinstance(entry, _StrongEntry):
+            return  # nothing to check against, or not weakly referenceable (kept no longer)
+        retired = _RetiredEntry(obj, self._forget_retired)
+        retired.key = id(obj)
+        retired.pid = entry.key
+        retired.version = entry.version
+        self._retired[id(obj)] = retired
+
+    def retired_version(self, obj: Any, id_: Any) -> int | None:
+        """The version ``obj`` was read or written at as ``id_`` before it left the
+        map, or ``None`` if this map never had it under that id."""
+        entry = self._retired.get(id(obj))
+        if entry is None or entry() is not obj or entry.pid != id_:
+            return None
+        return entry.version
 
     def begin(self) -> None:
         """Start journaling changes for a possible rollback."""
@@ -136,7 +192,7 @@ class IdentityMap:
                 if obj is _MISSING:
                     self._entries.pop(id_, None)
                 else:
-                    self.put(id_, obj, version, journal=False)
+                    self.put(id_, obj, version, journal=False, retire=False)
 
     def __len__(self) -> int:
         """How many ids map to a live object."""

@@ -578,13 +578,15 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             return 1 if self._versioned else None
         if must_exist:
             self._write_statement(stmts.replace, stmts.replace_params(values),
-                                  self._must_match(id_, None))
+                                  self._record_version(id_, must_exist=True))
             return None
         if expected is not None and self._versioned:
             self._write_statement(stmts.update_checked, stmts.update_checked_params(values),
                                   self._must_match(id_, expected))
             return expected + 1
-        self._write_statement(stmts.upsert, stmts.upsert_params(values))
+        self._write_statement(stmts.upsert, stmts.upsert_params(values),
+                              self._record_version(id_, must_exist=False)
+                              if stmts.reports_version else None)
         return None
 
     def _too_large(self, id_: Any, obj: Any, size: int) -> SaveError:
@@ -599,6 +601,24 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             f"create=True, or run: {fix}",
             id_, "data",
         )
+
+    def _record_version(self, id_: Any, must_exist: bool) -> _Check:
+        """After a replace or upsert: record the version it wrote in the identity
+        map (the next save of the object is checked against it); a replace that
+        matched no row raises NotFoundError."""
+        stmts = self._stmts
+        if not stmts.reports_version:
+            return self._must_match(id_, None)
+
+        def check(rowcount: int) -> None:
+            version = stmts.returned_version(self._driver(), rowcount)
+            if version is None:
+                if must_exist:
+                    raise NotFoundError(f"{self._describe()}: no record {id_} to replace", id_)
+                return
+            self._identity.set_version(id_, version)
+
+        return check
 
     def _must_match(self, id_: Any, expected: int | None) -> _Check:
         def check(rowcount: int) -> None:

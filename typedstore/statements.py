@@ -139,14 +139,32 @@ class RecordStatements:
         bumped: dict[str, Any] = dict(binds)
         if has_version:
             bumped["version"] = c.version + sa.literal_column("1")
-        self.replace = compile_(table.update().where(key).values(bumped))
+        # replace() and upserts overwrite whatever version is stored; the new one
+        # must come back so that the next save of the object is checked against
+        # it: RETURNING where the dialect has it, else (MySQL/MariaDB) the
+        # connection's LAST_INSERT_ID(expr), which the driver reports as lastrowid.
+        self.mysql_version = has_version and dialect.name in ("mysql", "mariadb")
+        self.returning = has_version and not self.mysql_version and bool(
+            dialect.update_returning and dialect.insert_returning)
+        #: The new version of a replace or upsert can be read (returned_version).
+        self.reports_version = self.mysql_version or self.returning
+        reported = dict(bumped)
+        if self.mysql_version:
+            reported["version"] = sa.func.last_insert_id(c.version + sa.literal_column("1"))
+        replace: Any = table.update().where(key).values(reported)
+        if self.returning:
+            replace = replace.returning(c.version)
+        self.replace = compile_(replace)
         if has_version:
             self.update_checked = compile_(
                 table.update()
                 .where(key, c.version == sa.bindparam("k_version", type_=c.version.type))
                 .values(bumped)
             )
-        self.upsert = compile_(self._upsert(dialect, insert_values, bumped))
+        upsert: Any = self._upsert(dialect, insert_values, reported)
+        if self.returning:
+            upsert = upsert.returning(c.version)
+        self.upsert = compile_(upsert)
         self.read = compile_(
             sa.select(c.data, c.version if has_version else sa.null()).where(key)
         )
@@ -166,6 +184,19 @@ class RecordStatements:
         if has_version:
             self.update_checked_params = self.update_checked.builder(self.source, key_alias)
         self.ids = compile_(sa.select(c.id).order_by(c.id))
+
+    def returned_version(self, cursor: Any, rowcount: int) -> int | None:
+        """The version a replace or upsert just wrote (``None``: no row matched).
+
+        Call right after the statement ran on ``cursor``.
+        """
+        if self.returning:
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+        if not rowcount:
+            return None
+        # An upsert that inserted sets no LAST_INSERT_ID: lastrowid is 0, version 1.
+        return int(cursor.lastrowid or 1)
 
     def _upsert(self, dialect: sa.Dialect, insert_values: dict[str, Any],
                 bumped: dict[str, Any]) -> sa.ClauseElement:

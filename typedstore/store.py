@@ -15,16 +15,20 @@ import importlib
 import inspect
 import logging
 import os
+import random
 import sys
 import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .defaults import DEFAULT_PROTOCOL
+from .defaults import DEFAULT_PROTOCOL, RETRY_ATTEMPTS, RETRY_BACKOFF, RETRY_MAX_BACKOFF
 from .errors import (
+    ConflictError,
     LoadError,
     NotFoundError,
     SaveError,
@@ -50,6 +54,8 @@ if TYPE_CHECKING:
     from .query import Query
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _NO_ATTR = object()
 
@@ -105,6 +111,19 @@ def _restore_attr(obj: Any, name: str, value: Any) -> None:
         log.debug("cannot restore %s on %r", name, type(obj))
 
 
+@dataclass
+class StoreStats:
+    """Counters of one store object, for monitoring (read them any time).
+
+    Attributes:
+        conflicts (int): transactions refused with :class:`ConflictError`.
+        retries (int): attempts :meth:`Store.retry` started again after a conflict.
+    """
+
+    conflicts: int = 0
+    retries: int = 0
+
+
 class _TransactionBlock:
     """The ``with store.transaction():`` block (a class: it is on every write's path)."""
 
@@ -150,12 +169,16 @@ class _TransactionBlock:
                             "the whole transaction was rolled back"
                         )
                     store._commit()
-            except BaseException:
+            except BaseException as failure:
                 store._abort(txn)
+                if isinstance(failure, ConflictError):
+                    store._forget_conflicting(failure)
                 raise
             else:
                 if exc_type is not None:
                     store._abort(txn)
+                    if isinstance(exc, ConflictError):
+                        store._forget_conflicting(exc)
                 else:
                     store._identity.end(rollback=False)
             finally:
@@ -256,6 +279,7 @@ class Store(ABC):
         else:
             self._allow = allow_list(allowed_classes)
         self._identity = IdentityMap()
+        self.stats = StoreStats()
         self._lock = threading.RLock()
         self._txn: _Transaction | None = None
         self._pid = os.getpid()
@@ -352,6 +376,42 @@ class Store(ABC):
         """
         return _TransactionBlock(self)
 
+    def _forget_conflicting(self, conflict: ConflictError) -> None:
+        """After a conflict: the next load of each conflicting id reads the stored
+        record again, so "load it again and reapply" converges."""
+        self.stats.conflicts += 1
+        for ref in conflict.ids:
+            try:
+                self._identity.evict(self._coerce_id(ref))
+            except (StoreError, TypeError) as exc:
+                log.debug("%s: conflict id %r not evicted: %s", self._describe(), ref, exc)
+
+    def retry(self, fn: Callable[[], _T], attempts: int = RETRY_ATTEMPTS,
+              backoff: float = RETRY_BACKOFF, max_backoff: float = RETRY_MAX_BACKOFF) -> _T:
+        """Run ``fn()`` in a transaction; on :class:`ConflictError`, run it again.
+
+        ``fn`` should load what it changes (``store.load(id)``): after a
+        conflict the store reloads those records, so each attempt works on
+        the current stored state. Between attempts it sleeps a random time up
+        to ``backoff * 2**attempt`` seconds (at most ``max_backoff``), so racing
+        writers spread out. Returns what ``fn`` returns; raises the last
+        ConflictError after ``attempts`` tries, and any other error at once.
+        ``store.stats`` counts conflicts and retries.
+        """
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, not {attempts}")
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction():
+                    return fn()
+            except ConflictError:
+                if attempt == attempts or self._own_txn() is not None:
+                    # Inside an outer transaction the whole transaction must end first.
+                    raise
+                self.stats.retries += 1
+                time.sleep(random.uniform(0, min(max_backoff, backoff * 2 ** attempt)))
+        raise AssertionError("unreachable")
+
     def _abort(self, txn: _Transaction) -> None:
         try:
             self._rollback()
@@ -426,12 +486,17 @@ class Store(ABC):
             pid, new = self.idfactory.new(obj), True
         else:
             pid, new = self._coerce_id(old_id), False
-        if new or forced_id is not None or self._identity.get(pid) is not obj:
-            # New, replaced on purpose, or a copy from elsewhere: no version to
-            # check against, so the write overwrites whatever is stored.
+        if new or forced_id is not None:
+            # New, or replaced on purpose (replace() overwrites whatever is stored).
             expected = None
-        else:
+        elif self._identity.get(pid) is obj:
             expected = self._identity.version(pid)
+        else:
+            # Not the mapped object: one that left the map while alive (after
+            # invalidate_cache, a conflict, or a newer object for its id) is
+            # checked against the version it was read at; a copy this store
+            # never had overwrites whatever is stored.
+            expected = self._identity.retired_version(obj, pid)
         txn.undo.append((obj, old_id, getattr(obj, "changed", _NO_ATTR)))
         _set_attr(obj, "persistent_id", pid)
         note_stored(obj)
@@ -452,12 +517,16 @@ class Store(ABC):
                 f"{type(exc).__name__}: {exc}",
                 pid,
             ) from exc
+        # Mapped before the write: a backend that learns the new version only
+        # when the statement runs (maybe at commit) records it with set_version.
+        self._identity.put(pid, obj, None)
         version = self._write(
             pid, obj, payload, new=new, expected=expected, must_exist=must_exist
         )
+        if version is not None:
+            self._identity.set_version(pid, version)
         if hasattr(obj, "changed"):
             _set_attr(obj, "changed", False)
-        self._identity.put(pid, obj, version)
 
     def _on_reference(self, child: Any) -> Any:
         """Pickler callback: the id of a referenced Persistable, queued for writing if needed."""
