@@ -53,3 +53,31 @@ def test_lock_is_released(tmp_path: Path) -> None:
     counter()
     counter()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["next_id.txt"]
+
+
+def test_lock_left_by_a_dead_typedstore_process_is_broken(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    path = tmp_path / "next_id.txt"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)
+    holder = tmp_path / f"{socket.gethostname()}-1f.{pid}.typedstore"
+    holder.touch()
+    os.link(holder, str(path) + ".lock")  # a typedstore process killed holding the lock
+    assert Gc3PieCounter(path, timeout=5)() == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["next_id.txt"]
+
+
+def test_lock_of_a_live_process_is_kept(tmp_path: Path) -> None:
+    import socket
+
+    path = tmp_path / "next_id.txt"
+    holder = tmp_path / f"{socket.gethostname()}-1f.{os.getpid()}.typedstore"
+    holder.touch()
+    os.link(holder, str(path) + ".lock")
+    with pytest.raises(LockTimeout):
+        Gc3PieCounter(path, timeout=0.2)()
+    assert (tmp_path / "next_id.txt.lock").exists()

@@ -346,3 +346,35 @@ def test_sqlite_folder_is_created(tmp_path: Path) -> None:
         assert (tmp_path / "new" / "folder" / "jobs.db").exists()
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "target"),
+    [
+        ("file:/tmp/x", "/tmp/x"),  # GC3Pie's Url reads it as /tmp/x
+        ("SQLITE:///tmp/a.db", "sqlite:////tmp/a.db"),
+        ("postgresql://u:Tr0ub4dor@horse@db.example/jobs",
+         "postgresql://u:Tr0ub4dor%40horse@db.example/jobs"),  # user part up to the last @
+        ("postgresql://u:p%40ss@db.example/jobs", "postgresql://u:p%40ss@db.example/jobs"),
+        ("POSTGRESQL+psycopg://u@db.example/jobs", "postgresql+psycopg://u@db.example/jobs"),
+    ],
+)
+def test_urls_gc3pie_accepts(given: str, target: str) -> None:
+    url = parse_store_url(given)
+    assert url.target == target
+    assert "horse" not in url.redacted and "Tr0ub4dor" not in repr(url)
+
+
+def test_bare_relative_path_reads_back_from_anywhere(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert str(parse_store_url("jobs")) == str(tmp_path / "jobs")
+
+
+def test_percent_in_a_store_path(tmp_path: Path) -> None:
+    store = make_store(str(tmp_path / "pct%41dir"))
+    try:
+        id_ = store.save({"a": 1})
+        assert list(store.query().ids()) == [id_]
+    finally:
+        store.close()

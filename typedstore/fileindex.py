@@ -86,7 +86,8 @@ class FileIndex:
         self._columns_version: int | None = None
         # Validation follows the row model (its NOT NULLs), not the relaxed index columns.
         self.rows = RowBuilder(model_table, row_model)
-        self.engine = create_store_engine(f"sqlite:///{path}")
+        # A URL object: a path holding "%" or "?" must not be parsed as URL text.
+        self.engine = create_store_engine(sa.URL.create("sqlite", database=str(path)))
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
                 conn.begin():
             self.table.create(conn, checkfirst=True)

@@ -39,6 +39,7 @@ import itertools
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ from .urls import StoreUrl, parse_store_url
 log = logging.getLogger(__name__)
 
 _TMP_SUFFIX = ".tmp"
+#: Seconds to wait before reading again a record that did not unpickle and has
+#: no backup (a GC3Pie process may be rewriting it in place).
+GC3PIE_REWRITE_PAUSE = 0.05
 #: In the metadata directory: present when new ids come from GC3Pie's counter.
 GC3PIE_MARKER = "gc3pie-ids"
 _DELETE = None  # pending-operation marker for a removal
@@ -102,6 +106,10 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             ids into payloads as GC3Pie's ``Id`` class. ``None`` (default): on
             for a directory that held records when typedstore first opened it.
             The choice is remembered.
+        metadata_dir: where typedstore keeps its own files for this store
+            (default: the sibling ``PARENT/.NAME.typedstore``); for a jobs
+            directory whose parent is not writable. Give every process the same
+            one, on the file system of the store (records are renamed from it).
         extra_fields: GC3Pie-style ``{Column: extractor}``, indexed leniently.
         **extra: accepted and ignored, for compatibility with ``SqlStore``.
 
@@ -120,20 +128,38 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         row_model: Any = None,
         extra_fields: Any = None,
         gc3pie_compatible: bool | None = None,
+        metadata_dir: str | os.PathLike[str] | None = None,
         **extra: Any,
     ) -> None:
+        metadata = metadata_dir
         url = parse_store_url(directory)
         if url.scheme != "file":
             raise StoreError(f"FilesystemStore needs a directory, got {url}")
+        if gc3pie_compatible is not None and not isinstance(gc3pie_compatible, bool):
+            raise TypeError(f"gc3pie_compatible must be True, False or None, "
+                            f"not {gc3pie_compatible!r}")
         self.directory = Path(url.target)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._meta, inside = metadata_dir(self.directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store directory {self.directory}: {exc}") \
+                from exc
+        # Resolved: the same directory reached through a symbolic link must use
+        # the same metadata (one id counter, one index, one commit lock).
+        self._meta, inside = (Path(metadata), False) if metadata is not None else \
+            default_metadata_dir(Path(os.path.realpath(self.directory)))
         first_open = not self._meta.exists()
         # Plain strings for the per-record hot path (pathlib costs more per call
         # than the system calls it wraps).
         self._dir = str(self.directory)
         self._journal = os.path.join(self._meta, "journal")
-        self._meta.mkdir(parents=True, exist_ok=True)
+        try:
+            self._meta.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create typedstore's metadata directory {self._meta} for the store "
+                f"{self.directory} ({exc}); make {self._meta.parent} writable, or pass "
+                "metadata_dir= a writable directory on the same file system") from exc
         # Temporary files sit beside the metadata, out of GC3Pie's listing (in
         # the directory itself, dot-named, for the older in-directory layout).
         self._tmpdir = self._dir if inside else os.path.join(self._meta, "tmp")
@@ -247,8 +273,22 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         raise NotFoundError(f"{self._describe()}: no record {id_}", id_)
 
     def _read_backup(self, id_: Any) -> bytes | None:
+        """The ``.OLD`` copy of a record that did not load; without one, the record
+        read again after a moment.
+
+        GC3Pie 2.6.8 rewrites a record in place, after renaming the old file to
+        ``.OLD`` (removed once it is done): a reader can catch the new file half
+        written and find the backup gone by the time it looks for it.
+        """
+        path = self._path(id_)
         try:
-            with open(self._path(id_) + BACKUP_SUFFIX, "rb") as stream:
+            with open(path + BACKUP_SUFFIX, "rb") as stream:
+                return stream.read()
+        except FileNotFoundError:
+            pass
+        time.sleep(GC3PIE_REWRITE_PAUSE)
+        try:
+            with open(path, "rb") as stream:
                 return stream.read()
         except FileNotFoundError:
             return None
@@ -441,7 +481,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             journal.unlink()
 
 
-def metadata_dir(directory: Path) -> tuple[Path, bool]:
+def default_metadata_dir(directory: Path) -> tuple[Path, bool]:
     """Where a store directory keeps typedstore's files, and whether that is inside it.
 
     ``PARENT/.NAME.typedstore`` (out of GC3Pie's listing of the directory),

@@ -30,7 +30,20 @@ from .errors import LockTimeout, StoreError
 
 log = logging.getLogger(__name__)
 
+_UNIQUE_SUFFIX = ".typedstore"
+
 _TRAILER = " -- DO NOT REMOVE OR ALTER THIS FILE: it is used internally by the gc3libs\n"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def gc3pie_id_file() -> Path:
@@ -55,7 +68,7 @@ class LinkLock:
         """Take the lock; return the unique file to hand to :meth:`release`."""
         unique = os.path.join(
             os.path.dirname(self.lock_file),
-            f"{socket.gethostname()}-{threading.get_ident():x}.{os.getpid()}.typedstore",
+            f"{socket.gethostname()}-{threading.get_ident():x}.{os.getpid()}{_UNIQUE_SUFFIX}",
         )
         open(unique, "wb").close()
         start = time.monotonic()
@@ -67,6 +80,8 @@ class LinkLock:
                 pass
             if os.stat(unique).st_nlink == 2:
                 return unique  # the link is ours (a link call that raised but was made)
+            if self._break_dead_typedstore_lock():
+                continue
             waited = time.monotonic() - start
             if waited > self.timeout:
                 os.unlink(unique)
@@ -75,6 +90,41 @@ class LinkLock:
                     "(a GC3Pie or typedstore process holds it, or one was killed holding it: "
                     "then remove the .lock file)", self.lock_file, waited)
             time.sleep(0.02)
+
+    def _break_dead_typedstore_lock(self) -> bool:
+        """Remove the lock if a typedstore process of this host holds it and is gone.
+
+        Only typedstore's own unique files (``HOST-THREAD.PID.typedstore``) can
+        be judged: GC3Pie's do not say which process made them. Leftover unique
+        files of dead typedstore processes are removed on the way. Returns true
+        if the lock was broken.
+        """
+        directory = os.path.dirname(self.lock_file)
+        prefix = f"{socket.gethostname()}-"
+        try:
+            lock_inode = os.stat(self.lock_file).st_ino
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return True  # released meanwhile: try again
+        broke = False
+        for name in names:
+            if not (name.startswith(prefix) and name.endswith(_UNIQUE_SUFFIX)):
+                continue
+            pid_text = name[: -len(_UNIQUE_SUFFIX)].rpartition(".")[2]
+            if not pid_text.isdigit() or _alive(int(pid_text)):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                holds = os.stat(path).st_ino == lock_inode
+                if holds:
+                    log.warning("GC3Pie's id counter lock %s was left by typedstore process %s, "
+                                "which is gone: removing it", self.lock_file, pid_text)
+                    os.unlink(self.lock_file)
+                    broke = True
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+        return broke
 
     def release(self, unique: str) -> None:
         os.unlink(unique)
@@ -138,6 +188,9 @@ class Gc3PieCounter:
                              f"number: {head!r}") from None
 
     def _write_last(self, last: int) -> None:
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise StoreError(f"GC3Pie's id counter {self.path} is not writable; GC3Pie could "
+                             "not take ids from it either")
         # Written whole to a temporary file and renamed: a crash leaves the old
         # or the new number, never a torn one (GC3Pie overwrites in place).
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

@@ -147,7 +147,9 @@ class Id(str):
     def parse(cls, text: str) -> Id:
         """Turn ``"PREFIX.N"`` into an :class:`Id`; raise ``ValueError`` otherwise."""
         prefix, sep, number = str(text).rpartition(".")
-        if not sep or not (number.isascii() and number.isdigit()):
+        if (not sep or not (number.isascii() and number.isdigit())
+                or (number[0] == "0" and len(number) > 1)):
+            # "job.01" is not job.1: it names another file (GC3Pie writes "%d").
             raise ValueError(f"not an id of the form PREFIX.N: {text!r}")
         return cls(prefix, int(number))
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .errors import UrlError
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*)://")
 # ``sqlite:relative/path.db``: SQLite with a path relative to the working directory.
 _SQLITE_SHORT = re.compile(r"^(sqlite(?:\+[A-Za-z0-9_]+)?):(?!//)", re.IGNORECASE)
+# ``file:/abs/path``: a file URL without the authority part (GC3Pie reads it as /abs/path).
+_FILE_SHORT = re.compile(r"^file:(?!//)(/.*)$", re.IGNORECASE | re.DOTALL)
 # The password runs from the first ":" of the user part to the last "@" (it may
 # hold "/", "#" or "@" when the URL was not percent-encoded).
 _PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*://[^:/@]*:)(.*)@")
@@ -121,10 +123,16 @@ def parse_store_url(uri: object) -> StoreUrl:
         text = str(uri)
     if not isinstance(text, str) or not text:
         raise UrlError(f"empty or non-text store URL: {text!r}", str(text))
+    short_file = _FILE_SHORT.match(text)
+    if short_file is not None:
+        path = os.path.abspath(unquote(short_file.group(1)))
+        return StoreUrl("file", None, path, None, text, path)
     match = _SCHEME.match(text) or _SQLITE_SHORT.match(text)
     if match is None:
-        # A bare path names a file store directory.
-        return StoreUrl("file", None, os.path.abspath(os.path.expanduser(text)), None, text)
+        # A bare path names a file store directory; str() gives it absolute, so
+        # the URL still names it when read back from another directory.
+        path = os.path.abspath(os.path.expanduser(text))
+        return StoreUrl("file", None, path, None, text, path)
     base, sep, fragment = text.rpartition("#")
     if not sep:
         base, fragment = text, ""
@@ -149,7 +157,32 @@ def parse_store_url(uri: object) -> StoreUrl:
             raise UrlError(f"file URL has no path: {redact(text)}", redact(text))
         return StoreUrl("file", None, os.path.abspath(path), table, text)
     if scheme == "sqlite":
-        target = _sqlite_target(base, redact(text))
+        target = _sqlite_target(_lower_scheme(base) if "://" in base else
+                                base[:6].lower() + base[6:], redact(text))
         canonical = target + (f"#{fragment}" if fragment else "")
         return StoreUrl(scheme, driver or None, target, table, text, canonical)
+    base = _quote_password(_lower_scheme(base))
     return StoreUrl(scheme, driver or None, base, table, text)
+
+
+def _lower_scheme(url: str) -> str:
+    """``POSTGRESQL://...`` as ``postgresql://...`` (SQLAlchemy knows lower-case names only)."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.lower() + sep + rest
+
+
+def _quote_password(url: str) -> str:
+    """Percent-encode the characters of a raw password that would cut the URL short.
+
+    GC3Pie (``gc3libs.url.Url``) takes the user part up to the *last* ``@``, so
+    ``postgresql://u:p@ss@host/db`` has the password ``p@ss``; SQLAlchemy would
+    stop at the first ``@`` (and send the rest of the password to DNS as a host
+    name). Already-encoded passwords are left as they are.
+    """
+    match = _PASSWORD.match(url)
+    if match is None:
+        return url
+    password = url[match.end(1):match.end() - 1]
+    if not any(ch in password for ch in "@/#?"):
+        return url
+    return url[:match.end(1)] + quote(password, safe="%") + url[match.end() - 1:]
