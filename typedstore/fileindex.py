@@ -9,7 +9,8 @@ unpickling any payload.
 
 Agreement with the pickles: a commit writes each record's new row marked
 ``_pending = 1`` (and the commit's ``_writer`` token) before it renames the
-record's file, all under the store's commit lock. The mark is cleared lazily,
+record's file, all under the store's commit lock, with the stamp of the file
+(inode, size, modification time). The mark is cleared lazily,
 in the same SQLite transaction as the store's next commit (or before its next
 query, or on close), and only if the row still carries that commit's token. A
 crash leaves rows marked; before answering a query (under the same lock, so no
@@ -47,6 +48,20 @@ log = logging.getLogger(__name__)
 SETTLED, WRITING, OTHERS_STALE = 0, 1, 2
 
 
+def file_stamp(path: str | os.PathLike[str]) -> str | None:
+    """``"inode:size:mtime_ns"`` of a record file (``None`` if it is gone).
+
+    A rename keeps these of the renamed file, so a record typedstore wrote is
+    stamped from its temporary file; any rewrite by another program changes
+    at least one of them.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def _seqno(name: str) -> int:
     number = name.rpartition(".")[2]
     return int(number) if number.isdigit() else -1
@@ -81,6 +96,10 @@ class FileIndex:
             sa.Column("_pending", sa.Integer, nullable=False, server_default="0", index=True),
             # Which commit staged the row: a settle applies only to its own rows.
             sa.Column("_writer", sa.String(64), nullable=True),
+            # The record file the row was made from: "inode:size:mtime_ns" (see
+            # file_stamp); a file that no longer matches was rewritten by another
+            # writer (GC3Pie) and is indexed again, in stores that watch for it.
+            sa.Column("_stamp", sa.String(64), nullable=True),
         ]
         self.table = sa.Table("records", new_metadata(), *columns)
         self._columns_version: int | None = None
@@ -235,12 +254,16 @@ class FileIndex:
         directory: Path,
         names: Callable[[], list[str]],
         extract: Callable[[str], dict[str, Any] | None],
+        watch: bool = False,
     ) -> None:
         """Make the index agree with the files (see the module docstring).
 
         The caller holds the store's commit lock. ``extract(name)`` returns the
         indexed values of the record in file ``name``, or ``None`` if it cannot
-        be read (the row is then dropped; the caller logs why).
+        be read (the row is then dropped; the caller logs why). With ``watch``
+        (a store that other programs write, GC3Pie's), every record file is
+        compared with the stamp its row was made from, on every call: rows of
+        files rewritten or added by others are made again.
         """
         self.settle_own()
         t = self.table
@@ -248,28 +271,43 @@ class FileIndex:
             self._check_coverage(conn)
             stale = [r[0] for r in conn.execute(sa.select(t.c.id).where(
                 t.c._pending == WRITING if not self.covers_all else t.c._pending != SETTLED))]
-            known = None if self.synced else {r[0] for r in conn.execute(sa.select(t.c.id))}
+            stamps: dict[str, str | None] | None = None
+            if watch:
+                stamps = {r[0]: r[1] for r in conn.execute(sa.select(t.c.id, t.c._stamp))}
+                known: set[str] | None = set(stamps)
+            else:
+                known = None if self.synced else {r[0] for r in conn.execute(sa.select(t.c.id))}
         rebuild = list(stale)
         gone: list[str] = []
         if known is not None:
             present = set(names())
             rebuild += sorted(present - known)
             gone += sorted(known - present)
+        if stamps is not None:
+            queued = set(rebuild)
+            for id_, stamp in stamps.items():
+                if id_ not in queued and id_ not in gone and \
+                        file_stamp(directory / id_) != stamp:
+                    rebuild.append(id_)
         if not (rebuild or gone):
             self.synced = True
             return
         done = SETTLED if self.covers_all else OTHERS_STALE
         rows = []
         for id_ in rebuild:
-            if not (directory / id_).exists():
+            before = file_stamp(directory / id_)
+            if before is None:
                 gone.append(id_)
                 continue
             values = extract(id_)
             if values is None:
                 gone.append(id_)
                 continue
+            # Rewritten while it was read: no stamp, so it is looked at again.
+            after = file_stamp(directory / id_)
             rows.append(self._row_params({"id": id_, **values, "_seqno": _seqno(id_),
-                                          "_pending": done}))
+                                          "_pending": done,
+                                          "_stamp": before if after == before else None}))
         if rows:
             log.info("file store index: indexed %d record(s) from their pickles", len(rows))
 

@@ -334,15 +334,17 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     def _rollback(self) -> None:
         self._pending.clear()
 
-    def _write_temp(self, id_: Any, payload: bytes) -> str:
-        """Write ``payload`` to a new dot-named temporary file; return its name."""
+    def _write_temp(self, id_: Any, payload: bytes) -> tuple[str, str]:
+        """Write ``payload`` to a new dot-named temporary file; return its name and
+        its stamp (:func:`~typedstore.fileindex.file_stamp`, kept by the rename)."""
         name = f".{id_}.{os.getpid()}.{next(self._tmp_counter)}{_TMP_SUFFIX}"
         with open(os.path.join(self._tmpdir, name), "wb") as stream:
             stream.write(payload)
             stream.flush()
             if self._durable:
                 os.fsync(stream.fileno())
-        return name
+            st = os.fstat(stream.fileno())
+        return name, f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
     def _commit(self) -> None:
         pending, self._pending = self._pending, {}
@@ -356,8 +358,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                     staged.append((str(id_), None))
                     continue
                 payload, values = entry
-                staged.append((str(id_), self._write_temp(id_, payload)))
-                index_rows.append((str(id_), values))
+                written, stamp = self._write_temp(id_, payload)
+                staged.append((str(id_), written))
+                index_rows.append((str(id_), {**values, "_stamp": stamp}))
         except BaseException:
             for _, tmp_name in staged:
                 if tmp_name is not None:
@@ -415,7 +418,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         files indexed: see :mod:`typedstore.fileindex`).
         """
         with self._lock, self._commit_lock:
-            self.index.refresh(self.directory, self._record_names, self._extract)
+            self.index.refresh(self.directory, self._record_names, self._extract,
+                               watch=self.gc3pie_compatible)
         return Query(self, conditions, equal)
 
     def _extract(self, name: str) -> dict[str, Any] | None:

@@ -237,6 +237,21 @@ def cmd_save_more(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def cmd_set_state(args: argparse.Namespace) -> dict[str, Any]:
+    """GC3Pie loads every job (an object with ``execution.state``), sets its state
+    and saves it: its FilesystemStore rewrites the record file in place."""
+    store = open_store(args, args.idfactory)
+    changed = []
+    for id_ in store.list():
+        obj = store.load(id_)
+        execution = getattr(obj, "execution", None)
+        if execution is not None and getattr(execution, "state", None) != args.state:
+            execution.state = args.state
+            store.save(obj)
+            changed.append(str(id_))
+    return {"changed": changed}
+
+
 def cmd_dump(args: argparse.Namespace) -> dict[str, Any]:
     return dump_store(args)
 
@@ -244,7 +259,7 @@ def cmd_dump(args: argparse.Namespace) -> dict[str, Any]:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("write", "dump", "save-more"):
+    for name in ("write", "dump", "save-more", "set-state"):
         p = sub.add_parser(name)
         p.add_argument("url")
         p.add_argument("--kind", choices=("dir", "sql"), required=True)
@@ -265,13 +280,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             p.add_argument("--rounds", type=int, default=1)
             p.add_argument("--pause", type=float, default=0.0)
             p.add_argument("--start-file", default=None)
+        if name == "set-state":
+            p.add_argument("--state", required=True)
     args = parser.parse_args(argv)
     if getattr(args, "app_idfactory", "x") is None:
         args.app_idfactory = "intid" if args.kind == "sql" else "job"
     return args
 
 
-COMMANDS = {"write": cmd_write, "dump": cmd_dump, "save-more": cmd_save_more}
+COMMANDS = {"write": cmd_write, "dump": cmd_dump, "save-more": cmd_save_more,
+            "set-state": cmd_set_state}
 
 
 def main(argv: list[str] | None = None) -> int:
