@@ -46,14 +46,40 @@ SQLITE_PRAGMAS: dict[str, str] = {
     "foreign_keys": "ON",
 }
 
+# Timeouts (seconds). Each can be changed per store: ``make_store(url,
+# connect_timeout=, lock_timeout=, statement_timeout=, read_timeout=)``;
+# docs/operations.md ("Threads, timeouts, reconnects") says which error each ends in.
+
+#: Connecting to a PostgreSQL or MySQL/MariaDB server, handshake included
+#: (PostgreSQL counts whole seconds, at least 2). Ends in ConnectTimeout.
+CONNECT_TIMEOUT = 10.0
+
+#: Waiting for a lock another client or process holds: a row lock (PostgreSQL
+#: ``lock_timeout``; MariaDB ``innodb_lock_wait_timeout`` and ``lock_wait_timeout``,
+#: whole seconds), SQLite's write lock (busy timeout), a file store's commit
+#: and id counter locks. Ends in LockTimeout.
+LOCK_TIMEOUT = 60.0
+
+#: Longest a statement may run on the server (PostgreSQL ``statement_timeout``,
+#: MariaDB ``max_statement_time``, MySQL ``max_execution_time`` for reads);
+#: 0: no limit. Ends in ServerTimeout.
+STATEMENT_TIMEOUT = 0.0
+
+#: MySQL/MariaDB (PyMySQL ``read_timeout``/``write_timeout``): longest wait for
+#: the server to answer at all once connected; a connection that stays silent
+#: longer is treated as lost. Raised to at least the lock and statement
+#: timeouts plus :data:`READ_TIMEOUT_MARGIN` when not given.
+READ_TIMEOUT = 600.0
+READ_TIMEOUT_MARGIN = 30.0
+
 #: Seconds a SQLite connection waits for another writer's lock before failing.
-SQLITE_BUSY_TIMEOUT = 60.0
+SQLITE_BUSY_TIMEOUT = LOCK_TIMEOUT
 
 #: Seconds a process waits for another one changing a store table's schema.
 SCHEMA_LOCK_TIMEOUT = 120.0
 
-#: Seconds a file-store process waits for a directory lock (id counter, index).
-ID_LOCK_TIMEOUT = 60.0
+#: Seconds a file-store process waits for a directory lock (id counter, commits).
+ID_LOCK_TIMEOUT = LOCK_TIMEOUT
 
 #: Environment variable naming the directory of the fallback id counter used by an
 #: :class:`~typedstore.ids.IdFactory` that no store has bound.

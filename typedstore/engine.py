@@ -12,10 +12,22 @@ SQLite cannot wait for the lock without risking a deadlock (see "BEGIN
 IMMEDIATE" in https://www.sqlite.org/lang_transaction.html). An in-memory
 database (``sqlite://``) lives in one connection shared by the whole store
 (StaticPool), since each new connection would see an empty database.
+
+Timeouts (:class:`~typedstore.connections.Timeouts`) are set on every new
+connection, where each database keeps them: SQLite's busy timeout (the lock
+timeout); PostgreSQL's ``connect_timeout`` and, through the startup
+``options``, ``lock_timeout`` and ``statement_timeout`` (no round trip);
+PyMySQL's ``connect_timeout``, its ``read_timeout`` (the connect timeout while
+the handshake runs, the read timeout afterwards) and ``write_timeout``, and the
+session's ``innodb_lock_wait_timeout``, ``lock_wait_timeout`` and
+``max_statement_time`` (MariaDB) or ``max_execution_time`` (MySQL), set in one
+statement when the connection opens. Values in ``connect_args`` given by the
+caller, and a ``connect_timeout`` or ``read_timeout`` in the URL, win.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from typing import Any
@@ -24,7 +36,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
-from .defaults import SQLITE_BUSY_TIMEOUT, SQLITE_PRAGMAS
+from .connections import Timeouts
+from .defaults import SQLITE_PRAGMAS
 
 
 def _pragma(cursor: Any, name: str, value: str) -> None:
@@ -51,17 +64,33 @@ def is_sqlite(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_store_engine(url: str | sa.URL, **options: Any) -> sa.Engine:
-    """Create the engine of a store for a SQLAlchemy URL (no ``#table=`` fragment)."""
+def create_store_engine(url: str | sa.URL, timeouts: Timeouts | None = None,
+                        **options: Any) -> sa.Engine:
+    """Create the engine of a store for a SQLAlchemy URL (no ``#table=`` fragment).
+
+    ``timeouts``: the store's timeouts (default: :meth:`Timeouts.resolve`
+    of the defaults); ``options``: more ``sqlalchemy.create_engine`` arguments.
+    """
     sa_url = sa.make_url(url)
-    if sa_url.get_backend_name() != "sqlite":
+    timeouts = timeouts or Timeouts.resolve()
+    backend = sa_url.get_backend_name()
+    if backend == "postgresql":
+        options["connect_args"] = _postgresql_args(sa_url, timeouts,
+                                                   dict(options.get("connect_args", {})))
+    elif backend in ("mysql", "mariadb"):
+        options["connect_args"] = connect_args = dict(options.get("connect_args", {}))
+        read_later = _mysql_args(sa_url, timeouts, connect_args)
+    if backend != "sqlite":
         options.setdefault("pool_pre_ping", True)
         # Positional parameters: the drivers take a tuple per row with less
         # work than a mapping (psycopg reorders a dict on every execute).
         options.setdefault("paramstyle", "format")
-        return sa.create_engine(sa_url, **options)
+        engine = sa.create_engine(sa_url, **options)
+        if backend in ("mysql", "mariadb"):
+            _mysql_session(engine, timeouts, read_later)
+        return engine
     connect_args = dict(options.pop("connect_args", {}))
-    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT)
+    connect_args.setdefault("timeout", timeouts.lock)
     connect_args.setdefault("check_same_thread", False)
     if sa_url.database in (None, "", ":memory:"):
         options.setdefault("poolclass", StaticPool)
@@ -81,3 +110,64 @@ def create_store_engine(url: str | sa.URL, **options: Any) -> sa.Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _postgresql_args(url: sa.URL, timeouts: Timeouts, args: dict[str, Any]) -> dict[str, Any]:
+    """psycopg's connect arguments: ``connect_timeout`` (whole seconds, at least
+    2: libpq's rule) and the lock and statement timeouts as startup options,
+    before the URL's or the caller's own ``options`` (later ones win)."""
+    if "connect_timeout" not in url.query:
+        args.setdefault("connect_timeout", max(2, math.ceil(timeouts.connect)))
+    settings = [f"-c lock_timeout={_ms(timeouts.lock)}"]
+    if timeouts.statement:
+        settings.append(f"-c statement_timeout={_ms(timeouts.statement)}")
+    given = args.get("options", url.query.get("options", ""))
+    if not isinstance(given, str):  # the URL repeated it
+        given = " ".join(given)
+    args["options"] = " ".join([*settings, given]).strip()
+    return args
+
+
+def _mysql_args(url: sa.URL, timeouts: Timeouts, args: dict[str, Any]) -> bool:
+    """PyMySQL's connect arguments; True if the read timeout must be switched
+    from the connect timeout (used for the handshake) to the read timeout once
+    connected."""
+    if "connect_timeout" not in url.query:
+        args.setdefault("connect_timeout", timeouts.connect)
+    if "write_timeout" not in url.query:
+        args.setdefault("write_timeout", timeouts.read)
+    if "read_timeout" in url.query or "read_timeout" in args:
+        return False
+    # PyMySQL reads the server's greeting with the read timeout: a server that
+    # accepts the connection and never answers must not hold it for longer
+    # than the connect timeout.
+    args["read_timeout"] = args.get("connect_timeout", timeouts.connect)
+    return True
+
+
+def _mysql_session(engine: sa.Engine, timeouts: Timeouts, read_later: bool) -> None:
+    """Set the session's lock and statement timeouts on every new connection."""
+    lock = max(1, math.ceil(timeouts.lock))  # whole seconds, at least 1
+
+    @event.listens_for(engine, "connect")
+    def _timeouts(dbapi_connection: Any, _record: Any) -> None:
+        settings = [f"innodb_lock_wait_timeout = {lock}", f"lock_wait_timeout = {lock}"]
+        if timeouts.statement:
+            server = str(getattr(dbapi_connection, "get_server_info", lambda: "")())
+            if "mariadb" in server.lower():
+                settings.append(f"max_statement_time = {timeouts.statement:g}")
+            else:
+                settings.append(f"max_execution_time = {_ms(timeouts.statement)}")
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SET SESSION " + ", ".join(settings))
+        finally:
+            cursor.close()
+        if read_later and hasattr(dbapi_connection, "_read_timeout"):
+            # Connected: from now on the read timeout (PyMySQL applies it to
+            # the socket before each read; it has no public setter).
+            dbapi_connection._read_timeout = timeouts.read
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))

@@ -137,14 +137,97 @@ class TransactionError(StoreError):
 
 
 class LockTimeout(StoreError):
-    """A lock was not obtained in time.
+    """A lock was not obtained in time: a row lock another client holds
+    (PostgreSQL ``lock_timeout``, MariaDB ``innodb_lock_wait_timeout``),
+    SQLite's write lock (busy timeout), a file store's lock file.
 
     Attributes:
         lock (str): what was waited for (a lock file's path, a table's row lock).
         waited (float): seconds waited before giving up.
+        store (str): the store (URL or directory, password hidden), when known.
     """
 
-    def __init__(self, message: str, lock: str = "", waited: float = 0.0) -> None:
+    def __init__(self, message: str, lock: str = "", waited: float = 0.0,
+                 store: str = "") -> None:
         super().__init__(message)
         self.lock = lock
         self.waited = waited
+        self.store = store
+
+
+class ConnectError(StoreError):
+    """The database server could not be reached or refused the connection
+    (down, unknown host, authentication); the store tries again on its next
+    operation.
+
+    Attributes:
+        store (str): the store, its URL's password hidden.
+    """
+
+    def __init__(self, message: str, store: str = "") -> None:
+        super().__init__(message)
+        self.store = store
+
+
+class ServerTimeout(StoreError):
+    """The database server did not answer in time: a statement ran longer than
+    the store's ``statement_timeout``, or (MySQL/MariaDB) no answer came within
+    ``read_timeout``. Lock waits are :class:`LockTimeout`, connecting
+    :class:`ConnectTimeout`.
+
+    Attributes:
+        store (str): the store, its URL's password hidden.
+        what (str): the statement or step that timed out.
+        waited (float): seconds waited (the timeout that expired).
+    """
+
+    def __init__(self, message: str, store: str = "", what: str = "",
+                 waited: float = 0.0) -> None:
+        super().__init__(message)
+        self.store = store
+        self.what = what
+        self.waited = waited
+
+
+class ConnectTimeout(ConnectError, ServerTimeout):
+    """Connecting to the database server took longer than ``connect_timeout``
+    (a server that accepts connections but never answers, a dropped route)."""
+
+    def __init__(self, message: str, store: str = "", what: str = "connecting",
+                 waited: float = 0.0) -> None:
+        ServerTimeout.__init__(self, message, store, what, waited)
+
+
+class ConnectionLostError(StoreError):
+    """The connection to the database server ended during an operation.
+
+    The store drops that connection and opens a new one on its next operation.
+    ``committed`` tells what became of the writes: ``False`` when nothing was
+    written (the connection died inside a transaction before its COMMIT was
+    sent, or during a read); see :class:`OutcomeUnknownError` for ``None``.
+
+    Attributes:
+        store (str): the store, its URL's password hidden.
+        id: the record concerned (the first of ``ids``), or ``None``.
+        ids (tuple): every record the lost statement or transaction wrote or read.
+        committed (bool | None): ``False``: nothing was written; ``None``: unknown.
+    """
+
+    committed: bool | None = False
+
+    def __init__(self, message: str, store: str = "", ids: Iterable[Any] = ()) -> None:
+        super().__init__(message)
+        self.store = store
+        self.ids = tuple(ids)
+        self.id = self.ids[0] if self.ids else None
+
+
+class OutcomeUnknownError(ConnectionLostError):
+    """The connection ended after a write or its COMMIT was sent and before the
+    server answered: the write may or may not have been committed
+    (``committed`` is ``None``). Load the records named by ``ids`` to find out
+    (a new object that was committed exists under its id; a changed one
+    raises ConflictError on its next save, so it is reloaded, never
+    overwritten)."""
+
+    committed = None

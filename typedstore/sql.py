@@ -35,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
+from .connections import StoreConnection, Timeouts
 from .defaults import (
     COUNTER_ATTEMPTS,
     DEFAULT_PROTOCOL,
@@ -133,6 +134,14 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         protocol: pickle protocol of new records.
         allowed_classes: allow-list of classes records may name (``None``: any).
         engine_options: extra ``sqlalchemy.create_engine`` arguments.
+        connect_timeout, lock_timeout, statement_timeout, read_timeout: seconds
+            (``None``: the defaults of :mod:`typedstore.defaults`), see
+            :class:`~typedstore.connections.Timeouts`. ``connect_timeout``:
+            connecting (:class:`ConnectTimeout`); ``lock_timeout``: waiting
+            for a row lock or SQLite's write lock (:class:`LockTimeout`);
+            ``statement_timeout``: a statement's run time on the server, 0
+            for none (:class:`ServerTimeout`); ``read_timeout``
+            (MySQL/MariaDB): the longest silence of a connected server.
         gc3pie_compatible: share the table with GC3Pie 2.6.8: write ids into
             payloads as GC3Pie's ``IntId`` class (pickle protocol at most 3), so
             GC3Pie's ``load`` reads typedstore's records and its ``save`` of one
@@ -166,11 +175,18 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         missing_classes: str = "error",
         engine_options: Mapping[str, Any] | None = None,
         gc3pie_compatible: bool | None = None,
+        connect_timeout: float | None = None,
+        lock_timeout: float | None = None,
+        statement_timeout: float | None = None,
+        read_timeout: float | None = None,
         **extra: Any,
     ) -> None:
         parsed = parse_store_url(url)
         if parsed.scheme == "file":
             raise StoreError(f"SqlStore needs a SQLAlchemy URL, got the path {parsed.redacted}")
+        #: The store's timeouts (:class:`~typedstore.connections.Timeouts`).
+        self.timeouts = Timeouts.resolve(connect_timeout, lock_timeout, statement_timeout,
+                                         read_timeout)
         super().__init__(parsed, idfactory, protocol, allowed_classes, missing_classes)
         if self.idfactory.id_class is not IntId and not issubclass(self.idfactory.id_class, int):
             raise StoreError(f"{parsed.redacted}: SqlStore needs integer ids "
@@ -186,14 +202,19 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             folder = os.path.dirname(sa.make_url(parsed.target).database or "")
             if folder:
                 os.makedirs(folder, exist_ok=True)
-        self.engine = create_store_engine(parsed.target, **dict(engine_options or {}))
+        self.engine = create_store_engine(parsed.target, self.timeouts,
+                                          **dict(engine_options or {}))
         self._sqlite = is_sqlite(self.engine)
+        # The store's own connection (record statements, transactions).
+        self._link = StoreConnection(self.engine, self._describe, self.timeouts,
+                                     self._statement_sources, self._txn_ids)
         metadata = new_metadata()
         wanted = build_table(self.table_name, metadata, row_model, extra_fields)
         self._counter = counter_table(metadata)
         self._counter_checked = False
         try:
-            state = self._open_table(wanted, create, row_model, extra_fields)
+            with self._link.translating(f"opening table {self.table_name!r}"):
+                state = self._open_table(wanted, create, row_model, extra_fields)
         except BaseException:
             self.engine.dispose()
             raise
@@ -222,12 +243,14 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._stmts = RecordStatements(self.table, self.engine.dialect, self._rows.names,
                                        self._versioned)
         self._counter_sql = self._compile_counter()
-        self._conn: Any = None
-        self._cursor: Any = None
         self._deferred: tuple[Compiled, Mapping[str, Any], _Check | None] | None = None
         self._in_db_txn = False
         self._inserts: list[Any] = []
-        self._sequence = BlockSequence(self._fetch_block, ID_BLOCK_SIZE)
+        # Taking a block of ids again after a lost connection is safe: numbers
+        # of a block taken twice are gaps.
+        self._sequence = BlockSequence(
+            self._link.guard(self._fetch_block, "taking a block of ids", retry=True),
+            ID_BLOCK_SIZE)
         self.idfactory = self.idfactory.with_sequence(self._sequence)
 
     def _open_table(self, wanted: sa.Table, create: bool, row_model: Any,
@@ -264,58 +287,71 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                 f"create it with: {fix}",
                 table=table, command=fix,
             )
-        if create and (not state.exists or state.revisions is None):
-            if state.exists:
-                log.warning("%s: adopting table %r (no typedstore version table: written by "
-                            "GC3Pie?): adding typedstore's bookkeeping columns",
-                            self.url.redacted, table)
-            # migrate() also clears a stale version table and widens the payload.
+        if create and not self._ready(state, wanted, url):
+            # Schema work (or another process doing it right now: MariaDB commits
+            # each DDL statement, so a half-adopted table is visible). Look again
+            # under the table's schema lock, which that process holds meanwhile.
             with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
                     conn.begin(), schema_lock(conn, table):
-                migrate(conn, url, table)
-                add_missing_columns(conn, table, row_model, extra_fields)
-            with self.engine.connect() as conn:
                 state = inspect_store(conn, table)
-        elif create and state.payload_limit is not None:
-            # Adopted by a typedstore that kept GC3Pie's BLOB.
-            with self.engine.connect() as conn, conn.begin(), schema_lock(conn, table):
-                widen_payload(conn, table)
+                if not state.exists or state.revisions is None:
+                    if state.exists:
+                        log.warning("%s: adopting table %r (no typedstore version table: "
+                                    "written by GC3Pie?): adding typedstore's bookkeeping "
+                                    "columns", self.url.redacted, table)
+                    # migrate() also clears a stale version table and widens the payload.
+                    migrate(conn, url, table)
+                    add_missing_columns(conn, table, row_model, extra_fields)
+                elif state.payload_limit is not None:
+                    # Adopted by a typedstore that kept GC3Pie's BLOB.
+                    widen_payload(conn, table)
             with self.engine.connect() as conn:
                 state = inspect_store(conn, table)
         check_store(state, wanted, url)
         return state
+
+    @staticmethod
+    def _ready(state: TableState, wanted: sa.Table, url: str) -> bool:
+        """Whether the table needs no schema work: it exists, is typedstore's, at the
+        code's revision, with every wanted column and a wide enough payload column."""
+        if not state.exists or state.revisions is None or state.payload_limit is not None:
+            return False
+        try:
+            check_store(state, wanted, url)
+        except SchemaError:
+            return False
+        return True
 
     def _default_idfactory(self) -> IdFactory:
         return IdFactory(id_class=IntId)
 
     # ------------------------------------------------------------ connection
 
+    # The store's own connection lives in self._link (typedstore.connections):
+    # opened on first use, reopened when the server ended it, its driver errors
+    # turned into typedstore's. Its cursor stays the same object throughout.
+
     def _driver(self) -> Any:
-        """The store's own driver connection (autocommit), opened on first use."""
-        # A forked child finds None here: _after_fork (run by os.register_at_fork)
-        # drops the parent's connection.
-        if self._cursor is None:
-            pooled = self.engine.raw_connection()
-            conn: Any = pooled.driver_connection
-            if not isinstance(self.engine.pool, sa.pool.StaticPool):
-                pooled.detach()  # ours alone: never handed to another pool user
-            if self._sqlite:
-                conn.isolation_level = None
-            elif self.engine.dialect.name == "postgresql":
-                conn.autocommit = True
-            else:
-                conn.autocommit(True)
-            self._conn = conn
-            self._cursor = conn.cursor()
-        return self._cursor
+        """The cursor of the store's own connection (autocommit, opened on first use)."""
+        return self._link.cursor
 
     def _run(self, compiled: Compiled, values: Mapping[str, Any]) -> Any:
-        cursor = self._driver()
+        cursor = self._link.cursor
         cursor.execute(compiled.sql, compiled.params(values))
         return cursor
 
     def _sql(self, text: str) -> None:
-        self._driver().execute(text)
+        self._link.cursor.execute(text)
+
+    def _statement_sources(self) -> list[Any]:
+        """The precompiled statements, for naming them in error messages."""
+        return [getattr(self, "_stmts", {}), getattr(self, "_counter_sql", {})]
+
+    def _txn_ids(self) -> list[Any]:
+        """The records the open transaction wrote, for error messages."""
+        txn = self._txn
+        ids = [getattr(obj, "persistent_id", None) for obj, *_ in getattr(txn, "undo", ())]
+        return [id_ for id_ in dict.fromkeys(ids) if id_ is not None]
 
     # ------------------------------------------------------------ transactions
 
@@ -327,14 +363,14 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         """Start a real transaction and replay the deferred statement in it."""
         if self._in_db_txn:
             return
-        self._sql("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
+        self._link.begin("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
         self._in_db_txn = True
         deferred, self._deferred = self._deferred, None
         if deferred is not None:
             self._execute_now(*deferred)
 
     def _execute_now(self, compiled: Compiled, params: Any, check: _Check | None) -> None:
-        cursor = self._driver()
+        cursor = self._link.cursor
         cursor.execute(compiled.sql, params)
         if check is not None:
             check(cursor.rowcount)
@@ -361,12 +397,12 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         """Run the batched inserts (before anything that must see them)."""
         if self._inserts:
             batch, self._inserts = self._inserts, []
-            self._driver().executemany(self._stmts.insert.sql, batch)
+            self._link.cursor.executemany(self._stmts.insert.sql, batch)
 
     def _commit(self) -> None:
         if self._in_db_txn:
             self._flush_inserts()
-            self._sql("COMMIT")
+            self._link.commit()
             self._in_db_txn = False
         elif self._deferred is not None:
             deferred, self._deferred = self._deferred, None
@@ -378,7 +414,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._sequence.reset()
         if self._in_db_txn:
             self._in_db_txn = False
-            self._sql("ROLLBACK")
+        self._link.rollback()  # never raises for a connection that is gone
 
     def _flush_for_read(self) -> None:
         """Reads inside a transaction must see its deferred and batched writes."""
@@ -675,24 +711,20 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         if self._own_txn() is not None:
             self._open_db_txn()
             self._flush_inserts()
-            self._driver()
             # Not the store's cursor: loads may run while the caller iterates.
-            yield from self._raw_select(statement, named, self._conn.cursor())
+            yield from self._raw_select(statement, named, self._link.new_cursor())
         elif isinstance(self.engine.pool, sa.pool.StaticPool):
             # An in-memory database has one connection, the store's own: read
             # under the store's lock (never during another thread's open
             # transaction) and hand the rows out after releasing it.
             with self._lock:
-                self._driver()
-                batches = list(self._raw_select(statement, named, self._conn.cursor()))
+                batches = list(self._raw_select(statement, named, self._link.new_cursor()))
             yield from batches
         else:
-            pooled = self.engine.raw_connection()
-            try:
-                cursor = self._streaming_cursor(pooled.driver_connection)
-                yield from self._raw_select(statement, named, cursor)
-            finally:
-                pooled.close()  # the pool rolls back the read transaction
+            # A pooled connection, replaced (and the query run again) if it
+            # turns out dead before the first rows; errors translated.
+            yield from self._link.stream(lambda connection: self._raw_select(
+                statement, named, self._streaming_cursor(connection)))
 
     def _streaming_cursor(self, connection: Any) -> Any:
         """A cursor that fetches rows from the server as they are read."""
@@ -771,7 +803,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         super()._after_fork()
         # The parent's sockets and file handles must not be used (or closed)
         # here: forget them and let the pool open new ones.
-        self._conn = self._cursor = None
+        self._link.forget()
         self._deferred = None
         self._in_db_txn = False
         self._sequence.reset()
@@ -791,12 +823,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         """Nothing to do: connections reopen on next use."""
 
     def _close_driver(self) -> None:
-        if self._conn is not None and self._pid == os.getpid():
-            try:
-                self._conn.close()
-            except Exception:
-                log.exception("%s: closing the connection failed", self._describe())
-        self._conn = self._cursor = None
+        self._link.close()
 
     def close(self) -> None:
         with self._lock:
