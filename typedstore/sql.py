@@ -268,8 +268,19 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         assert self.url is not None
         url = self.url.text
         table = self.table_name
-        with self.engine.connect() as conn:
-            state = inspect_store(conn, table)
+        try:
+            with self.engine.connect() as conn:
+                state: TableState | None = inspect_store(conn, table)
+        except sa.exc.OperationalError as busy:
+            if not create:
+                raise
+            # MariaDB: another process is changing the table (error 1684):
+            # look again under the schema lock, which it holds.
+            log.debug("%s: table %r is being changed elsewhere: %s", self.url.redacted,
+                      table, busy)
+            state = None
+        if state is None or (create and not self._ready(state, wanted, url)):
+            state = self._prepare_table(table, url, row_model, extra_fields)
         if not state.exists and not create:
             if state.stale:
                 fix = typedstore_upgrade_command(url, table)
@@ -287,28 +298,33 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                 f"create it with: {fix}",
                 table=table, command=fix,
             )
-        if create and not self._ready(state, wanted, url):
-            # Schema work (or another process doing it right now: MariaDB commits
-            # each DDL statement, so a half-adopted table is visible). Look again
-            # under the table's schema lock, which that process holds meanwhile.
-            with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                    conn.begin(), schema_lock(conn, table):
-                state = inspect_store(conn, table)
-                if not state.exists or state.revisions is None:
-                    if state.exists:
-                        log.warning("%s: adopting table %r (no typedstore version table: "
-                                    "written by GC3Pie?): adding typedstore's bookkeeping "
-                                    "columns", self.url.redacted, table)
-                    # migrate() also clears a stale version table and widens the payload.
-                    migrate(conn, url, table)
-                    add_missing_columns(conn, table, row_model, extra_fields)
-                elif state.payload_limit is not None:
-                    # Adopted by a typedstore that kept GC3Pie's BLOB.
-                    widen_payload(conn, table)
-            with self.engine.connect() as conn:
-                state = inspect_store(conn, table)
         check_store(state, wanted, url)
         return state
+
+    def _prepare_table(self, table: str, url: str, row_model: Any, extra_fields: Any
+                       ) -> TableState:
+        """Create, adopt or widen the table, deciding under its schema lock.
+
+        Another process may be doing the same work right now (MariaDB commits
+        each DDL statement, so a half-adopted table is visible): the state is
+        read again under the lock, which that process holds meanwhile.
+        """
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
+                conn.begin(), schema_lock(conn, table):
+            state = inspect_store(conn, table)
+            if not state.exists or state.revisions is None:
+                if state.exists:
+                    log.warning("%s: adopting table %r (no typedstore version table: "
+                                "written by GC3Pie?): adding typedstore's bookkeeping "
+                                "columns", redact(url), table)
+                # migrate() also clears a stale version table and widens the payload.
+                migrate(conn, url, table)
+                add_missing_columns(conn, table, row_model, extra_fields)
+            elif state.payload_limit is not None:
+                # Adopted by a typedstore that kept GC3Pie's BLOB.
+                widen_payload(conn, table)
+        with self.engine.connect() as conn:
+            return inspect_store(conn, table)
 
     @staticmethod
     def _ready(state: TableState, wanted: sa.Table, url: str) -> bool:
@@ -457,7 +473,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             return first
         if not self._counter_checked:
             with self.engine.connect() as conn:
-                if not sa.inspect(conn).has_table(self._counter.name):
+                if not self._table_exists(conn, self._counter.name):
                     fix = upgrade_command(self.url.text if self.url else "", self.table_name)
                     raise SchemaError(
                         f"{self._describe()}: no id counter table {self._counter.name!r} (a "
@@ -483,10 +499,26 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         raise SaveError(f"{self._describe()}: could not create the id counter row in "
                         f"{COUNTER_ATTEMPTS} attempts (concurrent creators kept deadlocking)")
 
+    @staticmethod
+    def _table_exists(conn: sa.Connection, name: str) -> bool:
+        """Whether table ``name`` exists, asked of the table itself.
+
+        Not through the catalogue: MariaDB's information_schema skips a table
+        while another connection runs DDL on it (error 1684), so an inspector
+        can report a table missing that another process is adopting.
+        """
+        quoted = conn.dialect.identifier_preparer.quote(name)
+        try:
+            with conn.begin_nested() if conn.in_transaction() else conn.begin():
+                conn.exec_driver_sql(f"SELECT 1 FROM {quoted} WHERE 1 = 0").close()
+        except sa.exc.DBAPIError:
+            return False
+        return True
+
     def _has_counter(self) -> bool:
         if self._counter_exists is None:
             with self.engine.connect() as conn:
-                self._counter_exists = sa.inspect(conn).has_table(self._counter.name)
+                self._counter_exists = self._table_exists(conn, self._counter.name)
         return self._counter_exists
 
     def _gc3pie_floor(self) -> int:
