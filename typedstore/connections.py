@@ -68,6 +68,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Set (True) by the engine (typedstore.engine) on a driver's exception raised
+#: while a connection was being made: such an error says nothing of what a
+#: statement did, and a lost handshake and a lost query can look alike.
+CONNECTING = "typedstore_connecting"
+
 # What a driver error means (classify()).
 DISCONNECT = "disconnect"  # the connection is gone
 LOCK = "lock"  # a lock wait timed out
@@ -191,11 +196,10 @@ def classify(exc: BaseException, dialect: sa.Dialect, connection: Any = None,
     """What a driver (or SQLAlchemy) error means: one of the module's kinds
     (``DISCONNECT``, ``LOCK``, ``STATEMENT``, ``PACKET``, ``CONNECT``,
     ``CONNECT_TIMEOUT``, ``OTHER``)."""
+    if any(getattr(e, CONNECTING, False) for e in _chain(exc)):
+        return CONNECT_TIMEOUT if _timed_out(exc) else CONNECT
     orig: BaseException = exc
     if isinstance(exc, sa.exc.DBAPIError):
-        if exc.statement is None and not exc.connection_invalidated:
-            # No statement: SQLAlchemy could not open the connection.
-            return CONNECT_TIMEOUT if _timed_out(exc) else CONNECT
         orig = exc.orig or exc
         if exc.connection_invalidated:
             return DISCONNECT

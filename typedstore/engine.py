@@ -27,6 +27,7 @@ caller, and a ``connect_timeout`` or ``read_timeout`` in the URL, win.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 import time
@@ -36,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
-from .connections import Timeouts
+from .connections import CONNECTING, Timeouts
 from .defaults import SQLITE_PRAGMAS
 
 
@@ -86,6 +87,7 @@ def create_store_engine(url: str | sa.URL, timeouts: Timeouts | None = None,
         # work than a mapping (psycopg reorders a dict on every execute).
         options.setdefault("paramstyle", "format")
         engine = sa.create_engine(sa_url, **options)
+        _mark_connect_errors(engine)
         if backend in ("mysql", "mariadb"):
             _mysql_session(engine, timeouts, read_later)
         return engine
@@ -95,6 +97,7 @@ def create_store_engine(url: str | sa.URL, timeouts: Timeouts | None = None,
     if sa_url.database in (None, "", ":memory:"):
         options.setdefault("poolclass", StaticPool)
     engine = sa.create_engine(sa_url, connect_args=connect_args, **options)
+    _mark_connect_errors(engine)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -110,6 +113,22 @@ def create_store_engine(url: str | sa.URL, timeouts: Timeouts | None = None,
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _mark_connect_errors(engine: sa.Engine) -> None:
+    """Mark the driver's exceptions raised while a connection is being made,
+    so that a connection refused or timed out is told from one lost later
+    (SQLAlchemy wraps both alike, and a lost handshake and a lost query give
+    the same MySQL error number)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            with contextlib.suppress(AttributeError):  # a type without attributes
+                setattr(exc, CONNECTING, True)
+            raise
 
 
 def _postgresql_args(url: sa.URL, timeouts: Timeouts, args: dict[str, Any]) -> dict[str, Any]:

@@ -46,12 +46,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .connections import Timeouts
 from .defaults import (
     BACKUP_SUFFIX,
     DEFAULT_PROTOCOL,
     FILE_ID_BLOCK_SIZE,
     FILESTORE_META_DIR,
-    ID_LOCK_TIMEOUT,
     STREAM_BATCH_SIZE,
 )
 from .errors import LoadError, NotFoundError, SaveError, StoreError
@@ -111,6 +111,10 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             directory whose parent is not writable. Give every process the same
             one, on the file system of the store (records are renamed from it).
         extra_fields: GC3Pie-style ``{Column: extractor}``, indexed leniently.
+        lock_timeout: seconds a commit or an id reservation waits for another
+            process's lock (``META/commit.lock``, ``META/next_id.lock``) before
+            raising :class:`LockTimeout`; ``None``:
+            :data:`~typedstore.defaults.LOCK_TIMEOUT`.
         **extra: accepted and ignored, for compatibility with ``SqlStore``.
 
     Attributes:
@@ -129,6 +133,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         extra_fields: Any = None,
         gc3pie_compatible: bool | None = None,
         metadata_dir: str | os.PathLike[str] | None = None,
+        lock_timeout: float | None = None,
         **extra: Any,
     ) -> None:
         metadata = metadata_dir
@@ -165,7 +170,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._tmpdir = self._dir if inside else os.path.join(self._meta, "tmp")
         os.makedirs(self._tmpdir, exist_ok=True)
         self._durable = durable
-        self._commit_lock = ProcessLock(self._meta / "commit.lock", ID_LOCK_TIMEOUT)
+        self._lock_timeout = Timeouts.resolve(lock=lock_timeout).lock
+        self._commit_lock = ProcessLock(self._meta / "commit.lock", self._lock_timeout,
+                                        url.redacted, "commit lock")
         self._tmp_counter = itertools.count()
         self._pending: dict[Any, tuple[bytes, dict[str, Any]] | None] = {}
         super().__init__(url, idfactory, protocol, allowed_classes, missing_classes)
@@ -178,7 +185,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         if self.gc3pie_compatible:
             self._counter = Gc3PieCounter(floor=self._largest_id_plus_one)
         else:
-            self._counter = FileCounter(self._meta / "next_id", self._largest_id_plus_one)
+            self._counter = FileCounter(self._meta / "next_id", self._largest_id_plus_one,
+                                        self._lock_timeout, self._describe())
         self._sequence = BlockSequence(self._counter, FILE_ID_BLOCK_SIZE)
         self.idfactory = self.idfactory.with_sequence(self._sequence)
         self._ignore_options(extra)

@@ -31,9 +31,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, SupportsIndex
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from .defaults import ID_COUNTER_HOME_ENV, ID_LOCK_TIMEOUT
+from . import defaults
+from .defaults import ID_COUNTER_HOME_ENV
+from .errors import LockTimeout
 
 #: A sequence hands out fresh numbers, with GC3Pie's calling convention
 #: (``gc3libs.utils.progressive_number``): called without arguments it returns
@@ -271,23 +273,29 @@ class FileCounter:
         floor_fn: called once, under the lock, when the file does not exist yet;
             returns the smallest number that may be issued (for example one more
             than the largest id already present in a store directory).
+        timeout (float): seconds to wait for the lock (default
+            :data:`~typedstore.defaults.LOCK_TIMEOUT`), then :class:`LockTimeout`.
+        owner (str): the store the counter numbers, for messages.
     """
 
-    def __init__(self, path: str | os.PathLike[str], floor_fn: Callable[[], int] | None = None):
+    def __init__(self, path: str | os.PathLike[str], floor_fn: Callable[[], int] | None = None,
+                 timeout: float | None = None, owner: str = ""):
         self.path = Path(path)
         self.floor_fn = floor_fn
+        self.timeout = defaults.LOCK_TIMEOUT if timeout is None else timeout
+        self.owner = owner
         self.reset_locks()
 
     def reset_locks(self) -> None:
         """New lock objects (a forked child must not use the parent's)."""
-        self._lock = FileLock(str(self.path) + ".lock", timeout=ID_LOCK_TIMEOUT)
+        self._lock = FileLock(str(self.path) + ".lock", timeout=self.timeout)
         self._thread_lock = threading.Lock()
 
     def __call__(self, n: int = 1) -> int:
         """Reserve ``n`` consecutive numbers and return the first."""
         if n < 1:
             raise ValueError(f"cannot reserve {n} ids")
-        with self._thread_lock, self._lock:
+        with self._thread_lock, self._locked():
             try:
                 first = int(self.path.read_text().strip() or "1")
             except FileNotFoundError:
@@ -299,6 +307,23 @@ class FileCounter:
                 os.fsync(stream.fileno())
             os.replace(tmp, self.path)
         return first
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The file lock, or LockTimeout naming the store, the lock and the wait."""
+        try:
+            self._lock.acquire()
+        except Timeout:
+            owner = f"{self.owner}: " if self.owner else ""
+            lock = self._lock.lock_file
+            raise LockTimeout(
+                f"{owner}waited {self.timeout:.1f} s for the id counter lock {lock}, held by "
+                f"another process (lock_timeout={self.timeout:g} s); no id was issued",
+                lock, self.timeout, self.owner) from None
+        try:
+            yield
+        finally:
+            self._lock.release()
 
 
 class BlockSequence:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
+from .errors import LockTimeout
 
 _POLL = 0.005
 
@@ -27,12 +27,17 @@ class ProcessLock:
 
     Attributes:
         path (Path): the lock file (created if missing, never removed).
-        timeout (float): seconds to wait before raising :class:`StoreError`.
+        timeout (float): seconds to wait before raising :class:`LockTimeout`.
+        owner (str): the store it guards, for the message (password hidden).
+        what (str): what the lock is for, for the message ("commit lock").
     """
 
-    def __init__(self, path: str | os.PathLike[str], timeout: float) -> None:
+    def __init__(self, path: str | os.PathLike[str], timeout: float, owner: str = "",
+                 what: str = "lock") -> None:
         self.path = Path(path)
         self.timeout = timeout
+        self.owner = owner
+        self.what = what
         self._fd: int | None = None
         self._owner_pid = 0
         self._depth = 0
@@ -56,17 +61,19 @@ class ProcessLock:
         return self
 
     def _acquire(self, fd: int) -> None:
-        deadline = time.monotonic() + self.timeout
+        start = time.monotonic()
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise StoreError(
-                        f"{self.path}: another process has held this lock for more than "
-                        f"{self.timeout:.0f} s"
-                    ) from None
+                waited = time.monotonic() - start
+                if waited > self.timeout:
+                    owner = f"{self.owner}: " if self.owner else ""
+                    raise LockTimeout(
+                        f"{owner}waited {waited:.1f} s for the {self.what} {self.path}, held "
+                        f"by another process (lock_timeout={self.timeout:g} s); nothing was "
+                        "written", str(self.path), waited, self.owner) from None
                 time.sleep(_POLL)
 
     def __exit__(self, *exc: Any) -> None:
