@@ -257,12 +257,25 @@ def _adapt(expression: Any, table: sa.Table) -> Any:
             f"query conditions are SQL expressions such as JobRow.cores > 8, got {expression!r}"
         )
 
+    # Values compared with a column take the store column's type (the type map's:
+    # a UTC datetime, a scaled Decimal on SQLite...), not the type the row model's
+    # own column had when the expression was written.
+    retype: dict[int, sa.types.TypeEngine[Any]] = {}
+    for elem in visitors.iterate(expression):
+        if isinstance(elem, sa.BinaryExpression) and isinstance(elem.left, sa.Column):
+            store_type = _column(table, elem.left.name).type
+            for inner in visitors.iterate(elem.right):
+                if isinstance(inner, sa.BindParameter) and inner.type is not store_type:
+                    retype[id(inner)] = store_type
+
     def replace(elem: Any) -> Any:
         # Also the row model's own (ORM-annotated) columns of this very table:
         # plain columns compile without SQLAlchemy's ORM layer, much faster.
         if isinstance(elem, sa.Column):
             plain = _column(table, elem.name)
             return None if plain is elem else plain
+        if isinstance(elem, sa.BindParameter) and id(elem) in retype:
+            return elem._with_binary_element_type(retype[id(elem)])
         return None
 
     return visitors.replacement_traverse(expression, {}, replace)  # type: ignore[call-overload]

@@ -16,20 +16,25 @@ queries written with ``JobRow.cores > 8`` run against whichever store they are
 given to.
 
 :class:`RowBuilder` turns an object into the values of one row: it runs every
-extractor and validates each value with Pydantic against the field's
-annotation. A missing value (the accessor raised ``AttributeError``,
-``KeyError`` or ``IndexError``) takes the field's default; a value that does not
-validate is a :class:`~typedstore.errors.SaveError` naming the field and the
-object's id. GC3Pie-style ``extra_fields`` columns are lenient instead: any
-error of their extractor is logged and the column is NULL.
+extractor, validates each value with Pydantic against the field's annotation,
+then applies the type map's value policy (:mod:`typedstore.typemap`), the
+same on every backend. A missing value (the accessor raised
+``AttributeError``, ``KeyError`` or ``IndexError``) takes the field's default;
+``None`` is stored as NULL only in an optional field (``X | None``). A value
+that does not validate or that the policy refuses (NaN, infinities, NUL
+characters, lone surrogates, integers beyond 64 bits, naive datetimes, text
+longer than ``max_length`` or than an index holds...) is a
+:class:`~typedstore.errors.SaveError` naming the field, the object's id and the
+reason, raised before any statement runs. GC3Pie-style ``extra_fields``
+columns are lenient instead: any error of their extractor, or a value the
+policy refuses, is logged and the column is NULL.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-import types
-import typing
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
@@ -41,9 +46,11 @@ from sqlalchemy.dialects import mysql
 from sqlmodel import Field, SQLModel
 from sqlmodel.main import get_column_from_field
 
+from . import typemap
 from .accessors import MISSING_ERRORS, fast_accessor
 from .defaults import STATE_LENGTH, UNKNOWN_STATE
 from .errors import SaveError
+from .typemap import FieldType
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +113,11 @@ def extracted(
 
     ``extractor`` is any callable, typically an accessor (``GET.a.b``).
     ``default`` is used when the value is missing; without one, a missing value
-    is NULL if the annotation admits ``None`` and an error otherwise.
-    ``index=True`` indexes the column. Other keyword arguments go to
-    ``sqlmodel.Field`` (``max_length``, ``ge``...).
+    is NULL if the annotation admits ``None`` and an error otherwise (and the
+    column of a new table is NOT NULL). ``index=True`` indexes the column.
+    Other keyword arguments go to ``sqlmodel.Field`` (``max_length``, ``ge``,
+    ``max_digits``...). The column type follows from the annotation
+    (:mod:`typedstore.typemap`, docs/types.md); ``sa_type`` is refused.
     """
     column_kwargs = dict(field_kwargs.pop("sa_column_kwargs", {}))
     info = dict(column_kwargs.pop("info", {}))
@@ -150,64 +159,104 @@ class FieldSpec:
         adapter (TypeAdapter | None): validates and coerces the value.
         exact (frozenset[type]): value types the adapter would return unchanged
             (an unconstrained ``int``, ``str``...): such values skip it.
+        check: the type map's value policy (:mod:`typedstore.typemap`): returns
+            the value to store or raises :class:`~typedstore.typemap.Refused`.
         lenient (bool): GC3Pie semantics (errors give NULL) instead of raising.
         required (bool): a missing value is an error (no default, not nullable).
+        nullable (bool): ``None`` is stored as NULL; otherwise it is refused.
     """
 
-    __slots__ = ("adapter", "default", "exact", "extractor", "lenient", "name", "required")
+    __slots__ = ("adapter", "check", "default", "exact", "extractor", "lenient", "name",
+                 "nullable", "required")
 
     def __init__(self, name: str, extractor: Callable[[Any], Any], default: Any,
                  adapter: TypeAdapter[Any] | None, lenient: bool, required: bool,
-                 exact: frozenset[type] = frozenset()) -> None:
+                 exact: frozenset[type] = frozenset(),
+                 check: Callable[[Any], Any] | None = None, nullable: bool = True) -> None:
         self.name = name
         self.extractor = extractor
         self.default = default
         self.adapter = adapter
         self.exact = exact
+        self.check = check
         self.lenient = lenient
         self.required = required
+        self.nullable = nullable
 
 
-#: Types whose values an unconstrained Pydantic field of that type returns as they are.
-_PASS_THROUGH: frozenset[type] = frozenset({int, str, float, bool, bytes})
-
-
-def _validation(field: FieldInfo) -> tuple[TypeAdapter[Any], frozenset[type]]:
+def _validation(field: FieldInfo, mapped: FieldType) -> tuple[TypeAdapter[Any], frozenset[type]]:
     """The adapter validating a row field (with its constraints: ``max_length``,
     ``ge``...) and the value types it would pass unchanged."""
-    constraints = [m for m in field.metadata
-                   if type(m).__module__.partition(".")[0] != "sqlmodel"]
     # The FieldInfo as metadata carries its constraints into the adapter.
-    annotated: Any = Annotated[field.annotation, field]
-    adapter: TypeAdapter[Any] = TypeAdapter(annotated)
-    if constraints:
-        return adapter, frozenset()
-    options = typing.get_args(field.annotation) or (field.annotation,)
-    if field.annotation in _PASS_THROUGH or (
-        typing.get_origin(field.annotation) in (typing.Union, types.UnionType)
-        and all(t in _PASS_THROUGH or t is type(None) for t in options)
-    ):
-        return adapter, frozenset(t for t in options if t in _PASS_THROUGH)
-    return adapter, frozenset()
+    annotated: Any = Annotated[mapped.validation, field]
+    return TypeAdapter(annotated), mapped.exact
 
 
-def _state_value(obj: Any) -> str:
+def _lenient_check(type_: sa.types.TypeEngine[Any]) -> Callable[[Any], Any] | None:
+    """The value policy of a GC3Pie ``extra_fields`` column, from its SQL type:
+    text without NUL or surrogates, finite floats, 64-bit integers (values it
+    refuses are stored as NULL, with a warning)."""
+    try:
+        python_type = type_.python_type
+    except NotImplementedError:
+        return None
+    if python_type is str:
+        return typemap.check_state
+    if python_type is float:
+        return typemap.check_float
+    if python_type is int:
+        return typemap.check_int
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
+def _reason(exc: ValidationError, value: Any) -> str:
+    """The reason a value did not validate, in the words used on every backend."""
+    error = exc.errors()[0]
+    if error.get("type") == "timezone_aware":
+        return str(typemap.Refused(
+            "a naive datetime (no time zone) cannot be stored unambiguously; give an aware "
+            "one, such as datetime.now(timezone.utc)"))
+    return f"{_short(value)} is not valid: {error['msg']}"
+
+
+def _refused(obj: Any, id_: Any, field: str, reason: str) -> SaveError:
+    return SaveError(
+        f"object {id_} ({type(obj).__name__}): field {field!r}: {reason}; nothing was written",
+        id_, field,
+    )
+
+
+def _state_value(obj: Any, id_: Any) -> str:
     try:
         state = obj.execution.state
     except MISSING_ERRORS:
         return UNKNOWN_STATE
     if state is None:
         return UNKNOWN_STATE
-    text = str(state)
-    return text[:STATE_LENGTH]
+    text = str(state)[:STATE_LENGTH]
+    if _STATE_OK(text) is None:
+        try:
+            typemap.check_state(text)
+        except typemap.Refused as exc:
+            raise _refused(obj, id_, "state", str(exc)) from None
+    return text
+
+
+#: Matches a state string the policy needs not look at (printable ASCII, the usual).
+_STATE_OK = re.compile(r"[ -~]*\Z").match
 
 
 class RowBuilder:
     """Computes the column values of the row for an object.
 
     Built once per store from its table columns (and row model, for the Pydantic
-    annotations); :meth:`values` is on the save hot path, so it does no lookups
-    beyond one call per field.
+    annotations and the type map's value policy); :meth:`values` is on the save
+    hot path, so it does no lookups beyond one call per field.
 
     Attributes:
         fields (list[FieldSpec]): the extracted columns, ``state`` excluded.
@@ -216,8 +265,10 @@ class RowBuilder:
 
     def __init__(self, table: sa.Table, row_model: type[SQLModel] | None = None) -> None:
         model_fields: Mapping[str, FieldInfo] = {}
+        mapped: Mapping[str, FieldType] = {}
         if row_model is not None:
             model_fields = row_model.model_fields
+            mapped = typemap.field_types(row_model, skip=BASE_COLUMNS)
         self.fields: list[FieldSpec] = []
         self.has_version = "version" in table.c and "updated_at" in table.c
         for column in table.columns:
@@ -228,24 +279,32 @@ class RowBuilder:
                 continue
             lenient = bool(column.info.get(LENIENT_KEY))
             field = model_fields.get(column.name)
+            field_type = mapped.get(column.name)
             adapter, exact = None, frozenset[type]()
-            if field is not None and not lenient:
-                adapter, exact = _validation(field)
+            check = None
+            nullable = bool(column.nullable)
+            if field is not None and field_type is not None and not lenient:
+                adapter, exact = _validation(field, field_type)
+                check = field_type.check
+                nullable = field_type.nullable
+            elif lenient:
+                check = _lenient_check(column.type)
             has_default = DEFAULT_KEY in column.info
             self.fields.append(FieldSpec(
                 column.name, fast_accessor(extractor), column.info.get(DEFAULT_KEY), adapter,
-                lenient,
-                required=not has_default and not column.nullable, exact=exact,
+                lenient, required=not has_default and not nullable, exact=exact, check=check,
+                nullable=nullable,
             ))
         self.names = ["state", *(f.name for f in self.fields)]
 
     def values(self, obj: Any, id_: Any) -> list[Any]:
         """Return the column values for ``obj`` in the order of :attr:`names`.
 
-        Raises :class:`SaveError` naming the field and ``id_`` if a value does
-        not validate or a required value is missing.
+        Raises :class:`SaveError` naming the field, ``id_`` and the reason if a
+        value does not validate, the value policy refuses it, or a required
+        value is missing; before any statement runs.
         """
-        out: list[Any] = [_state_value(obj)]
+        out: list[Any] = [_state_value(obj, id_)]
         for spec in self.fields:
             out.append(self.field_value(spec, obj, id_))
         return out
@@ -257,37 +316,37 @@ class RowBuilder:
             value = spec.extractor(obj)
         except MISSING_ERRORS:
             if spec.required:
-                raise SaveError(
-                    f"object {id_} ({type(obj).__name__}): field {spec.name!r} has no "
-                    "value and no default",
-                    id_, spec.name,
-                ) from None
+                raise _refused(obj, id_, spec.name, "no value and no default") from None
             value = spec.default
         except Exception as exc:
             if not spec.lenient:
                 raise SaveError(
                     f"object {id_} ({type(obj).__name__}): extractor of field "
-                    f"{spec.name!r} failed: {type(exc).__name__}: {exc}",
+                    f"{spec.name!r} failed: {type(exc).__name__}: {exc}; nothing was written",
                     id_, spec.name,
                 ) from exc
             log.warning("object %s: extractor of column %r failed (%s: %s); storing NULL",
                         id_, spec.name, type(exc).__name__, exc)
-            value = None
-        if spec.adapter is not None and value is not None and type(value) not in spec.exact:
+            return None
+        if value is None:
+            if spec.nullable:
+                return None
+            raise _refused(obj, id_, spec.name,
+                           "None, but the field is not optional (annotate it 'X | None' to "
+                           "store NULL)")
+        if spec.adapter is not None and type(value) not in spec.exact:
             try:
-                return spec.adapter.validate_python(value)
+                value = spec.adapter.validate_python(value)
             except ValidationError as exc:
-                raise SaveError(
-                    f"object {id_} ({type(obj).__name__}): field {spec.name!r}: "
-                    f"{value!r} is not valid: {exc.errors()[0]['msg']}",
-                    id_, spec.name,
-                ) from None
-        if value is None and spec.required:
-            raise SaveError(
-                f"object {id_} ({type(obj).__name__}): field {spec.name!r} is None but "
-                "the column is not nullable",
-                id_, spec.name,
-            )
+                raise _refused(obj, id_, spec.name, _reason(exc, value)) from None
+        if spec.check is not None:
+            try:
+                return spec.check(value)
+            except typemap.Refused as exc:
+                if spec.lenient:
+                    log.warning("object %s: column %r: %s; storing NULL", id_, spec.name, exc)
+                    return None
+                raise _refused(obj, id_, spec.name, str(exc)) from None
         return value
 
 

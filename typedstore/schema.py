@@ -25,12 +25,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shlex
+import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import command
@@ -47,13 +49,20 @@ from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT
 from .engine import create_store_engine
 from .errors import SchemaError
 from .rows import BOOKKEEPING_COLUMNS, DEFAULT_KEY
-from .tables import build_table, counter_table, new_metadata
+from .tables import VERSION_TABLE_PREFIX as VERSION_TABLE_PREFIX
+from .tables import (
+    build_table,
+    check_table_name,
+    counter_table,
+    mysql_file_name_check,
+    mysql_lock_name,
+    new_metadata,
+)
+from .tables import version_table as _version_table
 from .urls import parse_store_url, redact
 
 log = logging.getLogger(__name__)
 
-#: Prefix of the per-table Alembic version tables.
-VERSION_TABLE_PREFIX = "typedstore_version_"
 #: Alembic ``script_location`` of typedstore's own migrations.
 SCRIPT_LOCATION = "typedstore:migrations"
 #: Prefix of typedstore's own revision ids (``ts0002``); others are users'.
@@ -63,9 +72,13 @@ RowModel = type[SQLModel] | None
 ExtraFields = Mapping[sa.Column[Any], Callable[[Any], Any]] | None
 
 
-def version_table(table: str) -> str:
-    """The Alembic version table of store table ``table``."""
-    return f"{VERSION_TABLE_PREFIX}{table}"
+def version_table(table: str, dialect: str | sa.Dialect | None = None) -> str:
+    """The Alembic version table of store table ``table`` on ``dialect`` (a name or
+    a Dialect): ``typedstore_version_<table>``, or a hashed name when that does
+    not fit the backend's identifier limit (:func:`typedstore.tables.version_table`;
+    ``None``: the plain name)."""
+    name = dialect if dialect is None or isinstance(dialect, str) else dialect.name
+    return _version_table(table, name)
 
 
 @cache
@@ -84,13 +97,13 @@ def _revision_number(revision: str) -> int | None:
 
 def upgrade_command(url: str, table: str) -> str:
     """The shell command that upgrades ``table`` at ``url`` (password hidden)."""
-    return f"alembic -x url='{redact(url)}' -x table={table} upgrade head"
+    return f"alembic -x url='{redact(url)}' -x {shlex.quote('table=' + table)} upgrade head"
 
 
 def typedstore_upgrade_command(url: str, table: str) -> str:
     """The ``typedstore upgrade`` command for ``table`` at ``url`` (password hidden);
     unlike plain ``alembic upgrade``, it also repairs a table dropped by hand."""
-    return f"typedstore upgrade '{redact(url)}' --table {table}"
+    return f"typedstore upgrade '{redact(url)}' --table {shlex.quote(table)}"
 
 
 # ---------------------------------------------------------------- inspecting
@@ -168,14 +181,26 @@ class TableState:
 
 
 def _revisions(connection: sa.Connection, inspector: Any, table: str) -> tuple[str, ...] | None:
-    if not inspector.has_table(version_table(table)):
+    name = version_table(table, connection.dialect)
+    if not inspector.has_table(name):
         return None
-    versions = sa.table(version_table(table), sa.column("version_num"))
+    versions = sa.table(name, sa.column("version_num"))
     return tuple(r[0] for r in connection.execute(sa.select(versions.c.version_num)))
 
 
+def check_name(connection: sa.Connection, table: str) -> None:
+    """Refuse (:class:`SchemaError`) a table name that cannot work on this backend,
+    before any statement that uses it (:func:`typedstore.tables.check_table_name`)."""
+    dialect = connection.dialect.name
+    check_table_name(table, dialect)
+    if dialect in ("mysql", "mariadb"):
+        mysql_file_name_check(connection, table)
+
+
 def inspect_store(connection: sa.Connection, table: str) -> TableState:
-    """Read the state of store table ``table``."""
+    """Read the state of store table ``table`` (a name that cannot work on this
+    backend is a :class:`SchemaError` first)."""
+    check_name(connection, table)
     inspector = sa.inspect(connection)
     revisions = _revisions(connection, inspector, table)
     if not inspector.has_table(table):
@@ -296,7 +321,7 @@ def run_environment() -> None:
     options: dict[str, Any] = {
         "target_metadata": target_metadata(
             table, row_model, config.attributes.get("typedstore_extra_fields")),
-        "version_table": version_table(table),
+        "version_table": version_table(table, sa.make_url(parsed.target).get_backend_name()),
         "include_object": _include_only(table),
         "render_as_batch": True,
         "compare_type": True,
@@ -392,11 +417,12 @@ def reset_stale_version_table(connection: sa.Connection, table: str) -> tuple[st
     if not state.stale:
         return ()
     assert state.revisions is not None
-    versions = sa.table(version_table(table), sa.column("version_num"))
+    name = version_table(table, connection.dialect)
+    versions = sa.table(name, sa.column("version_num"))
     connection.execute(versions.delete())
     log.warning("table %s does not exist but its version table %s says it is at %s "
                 "(dropped by hand?): cleared it; the table is created again",
-                table, version_table(table), ", ".join(state.revisions))
+                table, name, ", ".join(state.revisions))
     return state.revisions
 
 
@@ -424,7 +450,7 @@ def schema_lock(connection: sa.Connection, table: str) -> Iterator[None]:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
         yield
     elif dialect in ("mysql", "mariadb"):
-        name = f"typedstore:{table}"[:64]
+        name = mysql_lock_name(table)
         got = connection.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
                                  {"name": name, "timeout": int(SCHEMA_LOCK_TIMEOUT)}).scalar()
         if got != 1:
@@ -438,15 +464,121 @@ def schema_lock(connection: sa.Connection, table: str) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class _Footprint:
+    """What a database held of a store table before typedstore created it, so that a
+    failed creation on MariaDB/MySQL (whose DDL commits at once) can be undone."""
+
+    version_table: bool
+    revisions: tuple[str, ...]
+    counter_table: bool
+    counter_row: bool
+
+
+#: ``Connection.info`` key: the table this connection's transaction created,
+#: with the transaction (a weak reference) and what was there before.
+_CREATED = "typedstore_created"
+
+
+def _footprint(connection: sa.Connection, table: str) -> _Footprint | None:
+    """``None`` if ``table`` exists; else what the database holds for it."""
+    inspector = sa.inspect(connection)
+    if inspector.has_table(table):
+        return None
+    revisions = _revisions(connection, inspector, table)
+    counter = inspector.has_table(ID_COUNTER_TABLE)
+    row = False
+    if counter:
+        ids = sa.table(ID_COUNTER_TABLE, sa.column("table_name"))
+        row = connection.execute(
+            sa.select(ids.c.table_name).where(ids.c.table_name == table)).first() is not None
+    return _Footprint(revisions is not None, revisions or (), counter, row)
+
+
+def _is_mysql(connection: sa.Connection) -> bool:
+    return connection.dialect.name in ("mysql", "mariadb")
+
+
+def _undo_creation(connection: sa.Connection, table: str, before: _Footprint) -> None:
+    """After a failed creation of ``table`` on MariaDB/MySQL: drop what it made and
+    restore what was there (SQLite and PostgreSQL roll the DDL back themselves).
+
+    Runs on the same connection, which holds the table's schema lock: the
+    transaction's uncommitted writes are rolled back first (their row locks
+    would block anyone else), then rows are restored and committed, then the
+    tables made are dropped.
+    """
+    steps: list[tuple[str, Callable[[], Any]]] = []
+    ids = sa.table(ID_COUNTER_TABLE, sa.column("table_name"))
+    versions_name = version_table(table, connection.dialect)
+    versions = sa.table(versions_name, sa.column("version_num"))
+
+    def has(name: str) -> bool:
+        return bool(sa.inspect(connection).has_table(name))
+
+    steps.append(("rolling back", lambda: connection.exec_driver_sql("ROLLBACK")))
+    if not before.counter_row:
+        steps.append(("removing the id counter row", lambda: has(ID_COUNTER_TABLE) and
+                      connection.execute(ids.delete().where(ids.c.table_name == table))))
+    if before.version_table:
+        def restore() -> None:
+            if has(versions_name):
+                connection.execute(versions.delete())
+                for revision in before.revisions:
+                    connection.execute(versions.insert().values(version_num=revision))
+
+        steps.append(("restoring the version table", restore))
+    steps.append(("committing", lambda: connection.exec_driver_sql("COMMIT")))
+    steps.append(("dropping the table",
+                  lambda: sa.Table(table, sa.MetaData()).drop(connection, checkfirst=True)))
+    if not before.version_table:
+        steps.append(("dropping the version table", lambda: sa.Table(
+            versions_name, sa.MetaData()).drop(connection, checkfirst=True)))
+    if not before.counter_table:
+        def drop_empty_counter() -> None:
+            if has(ID_COUNTER_TABLE) and not connection.execute(
+                    sa.select(sa.func.count()).select_from(ids)).scalar():
+                sa.Table(ID_COUNTER_TABLE, sa.MetaData()).drop(connection)
+
+        steps.append(("dropping the empty id counter table", drop_empty_counter))
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:
+            log.error("table %s: creation failed, and %s failed too (%s: %s)",
+                      table, what, type(exc).__name__, exc)
+    log.warning("table %s: creation failed on %s; removed what it had made (DDL is not "
+                "transactional there)", table, connection.dialect.name)
+
+
+def _created_here(connection: sa.Connection, table: str) -> _Footprint | None:
+    """The footprint recorded by :func:`migrate` if it created ``table`` in this very
+    transaction (``None`` otherwise)."""
+    entry = connection.info.get(_CREATED)
+    if entry is None:
+        return None
+    name, transaction, before = entry
+    if name != table or transaction() is not connection.get_transaction():
+        return None
+    return before  # type: ignore[no-any-return]
+
+
 def migrate(connection: sa.Connection, url: str, table: str, revision: str = "head",
             downgrade: bool = False) -> None:
     """Run typedstore's migrations for ``table`` on ``connection`` (in its transaction).
 
     Upgrading first clears a stale version table (:func:`reset_stale_version_table`)
-    and ends by widening a narrow payload column (:func:`widen_payload`).
+    and ends by widening a narrow payload column (:func:`widen_payload`). A table
+    created here is remembered for :func:`add_missing_columns` in the same
+    transaction (it adds NOT NULL columns to a new table); if creating it fails
+    on MariaDB/MySQL, what was made is removed again. A table name that cannot
+    work on the backend is refused first (:func:`check_name`).
     """
+    check_name(connection, table)
     config = _config(url, table, connection=connection)
+    connection.info.pop(_CREATED, None)
     with schema_lock(connection, table):
+        before = None if downgrade else _footprint(connection, table)
         try:
             if downgrade:
                 command.downgrade(config, revision)
@@ -455,26 +587,69 @@ def migrate(connection: sa.Connection, url: str, table: str, revision: str = "he
                 command.upgrade(config, revision)
                 # A GC3Pie table adopted before typedstore widened payloads.
                 widen_payload(connection, table)
-        except CommandError as exc:
-            # Typically the table is at a revision of the user's own chain, which
-            # only the user's alembic.ini knows.
-            fix = f"alembic -x url='{redact(url)}' -x table={table} upgrade heads"
-            raise SchemaError(
-                f"{redact(url)}: table {table!r}: {exc}; if it is at a revision of your "
-                f"own migrations, run them with your alembic.ini: {fix}",
-                table=table, command=fix,
-            ) from exc
+        except BaseException as exc:
+            if before is not None and _is_mysql(connection):
+                _undo_creation(connection, table, before)
+            if isinstance(exc, CommandError):
+                # Typically the table is at a revision of the user's own chain, which
+                # only the user's alembic.ini knows.
+                fix = (f"alembic -x url='{redact(url)}' -x {shlex.quote('table=' + table)} "
+                       "upgrade heads")
+                raise SchemaError(
+                    f"{redact(url)}: table {table!r}: {exc}; if it is at a revision of your "
+                    f"own migrations, run them with your alembic.ini: {fix}",
+                    table=table, command=fix,
+                ) from exc
+            raise
+        transaction = connection.get_transaction()
+        if before is not None and transaction is not None:
+            connection.info[_CREATED] = (table, weakref.ref(transaction), before)
+
+
+def _server_default(connection: sa.Connection, column: sa.Column[Any], default: Any
+                    ) -> sa.DefaultClause | None:
+    """The server default of a new NOT NULL column for the rows already there:
+    ``default`` as the column's type stores it (an enum member's name, a UTC
+    time...), or ``None`` if it is not a plain value."""
+    if default is None or callable(default) or isinstance(default, (list, dict, set, tuple)):
+        return None
+    try:
+        literal = sa.literal(default, type_=column.type).compile(
+            dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    except Exception:
+        return None
+    return sa.DefaultClause(sa.text(str(literal)))
 
 
 def add_missing_columns(connection: sa.Connection, table: str, row_model: RowModel = None,
                         extra_fields: ExtraFields = None) -> list[str]:
     """Add the row model's new columns and indexes to ``table``; return what was added.
 
-    Only additive changes are made: a nullable column, a column with a scalar
-    default (used as the server default for existing rows), an index. A new
-    NOT NULL column without a default raises :class:`SchemaError`: it needs a
-    migration with a back-fill.
+    A table :func:`migrate` created in this same transaction gets every column
+    as the row model declares it: a field without a default is NOT NULL. To an
+    existing table only additive changes are made: a nullable column, a column
+    with a default (used as the server default for the existing rows), an
+    index. A new NOT NULL column without a default there raises
+    :class:`SchemaError`: the existing rows need a value, which a migration
+    with a back-fill gives (docs/schema-evolution.md). On MariaDB/MySQL a
+    failure while completing a new table removes the table again.
     """
+    new = _created_here(connection, table)
+    connection.info.pop(_CREATED, None)
+    if new is not None:
+        rows = sa.table(table)
+        if connection.execute(sa.select(sa.literal(1)).select_from(rows).limit(1)).first():
+            new = None  # someone wrote rows already: treat it as an existing table
+    try:
+        return _add_missing_columns(connection, table, row_model, extra_fields, new is not None)
+    except BaseException:
+        if new is not None and _is_mysql(connection):
+            _undo_creation(connection, table, new)
+        raise
+
+
+def _add_missing_columns(connection: sa.Connection, table: str, row_model: RowModel,
+                         extra_fields: ExtraFields, new_table: bool) -> list[str]:
     metadata = target_metadata(table, row_model, extra_fields)
     context = MigrationContext.configure(
         connection, opts={"include_object": _include_only(table), "compare_type": False})
@@ -488,24 +663,41 @@ def add_missing_columns(connection: sa.Connection, table: str, row_model: RowMod
             indexes.append(diff[1])
     ops = Operations(context)
     if columns:
-        with ops.batch_alter_table(table) as batch:
-            for column in columns:
-                new = column._copy()
-                new.index = None  # indexes are created below, once
-                if not new.nullable and new.server_default is None:
-                    default = column.info.get(DEFAULT_KEY)
-                    if not isinstance(default, (int, float, str)) or isinstance(default, bool):
-                        raise SchemaError(
-                            f"table {table!r}: new column {column.name!r} is NOT NULL without "
-                            "a scalar default; add it with a migration that back-fills it",
-                            table=table, missing_columns=[column.name],
-                        )
-                    new.server_default = sa.DefaultClause(str(default))
+        required = []
+        new_columns = []
+        for column in columns:
+            new = column._copy()
+            new.index = None  # indexes are created below, once
+            if not new.nullable and new.server_default is None:
+                # Also in a new table: writers that do not know the column (GC3Pie's
+                # INSERTs) still give a valid row.
+                new.server_default = _server_default(connection, column,
+                                                     column.info.get(DEFAULT_KEY))
+                if new.server_default is None and not new_table:
+                    required.append(column.name)
+            new_columns.append(new)
+        if required:
+            raise SchemaError(
+                f"table {table!r} exists, and the row model's new field(s) "
+                f"{', '.join(required)} are required (NOT NULL, no default): the rows "
+                "already stored need a value first. Add the column(s) with a migration "
+                "that back-fills them (docs/schema-evolution.md: alembic revision "
+                "--autogenerate, then typedstore.backfill), or give the field(s) a default "
+                "or make them optional ('X | None')",
+                table=table, missing_columns=required,
+            )
+        # SQLite adds a NOT NULL column without a default only by copying the table
+        # (empty: a table created in this transaction).
+        recreate: Literal["auto", "always"] = "always" if (
+            new_table and connection.dialect.name == "sqlite" and any(
+                not c.nullable and c.server_default is None for c in new_columns)) else "auto"
+        with ops.batch_alter_table(table, recreate=recreate) as batch:
+            for new in new_columns:
                 batch.add_column(new)
-                added.append(column.name)
+                added.append(new.name)
     for index in indexes:
         ops.create_index(index.name, table, [c.name for c in index.columns],
-                         unique=bool(index.unique))
+                         unique=bool(index.unique), **index.dialect_kwargs)
         added.append(str(index.name))
     if added:
         log.info("table %s: added %s", table, ", ".join(added))

@@ -3,30 +3,186 @@
 A store's record table is built in the store's own ``MetaData`` from copies of
 the row model's columns (or the :class:`~typedstore.rows.StoreRow` base
 columns), under the store's table name, plus any GC3Pie ``extra_fields``
-columns. Building it is pure; checking it against the database happens in
+columns. Each extracted field's column type comes from the type map
+(:mod:`typedstore.typemap`), checked on the row model's first use. Building
+it is pure; checking it against the database happens in
 :mod:`typedstore.schema`.
+
+Identifiers: any table name the backend accepts works, including
+PostgreSQL's full 63 bytes and MariaDB's 64 characters, with spaces, quotes
+or backticks (every name is quoted by SQLAlchemy). The names typedstore
+derives from it (the Alembic version table ``typedstore_version_<table>``,
+index and key names) keep their plain form whenever it fits the backend's
+limit, and otherwise become a prefix of the name plus a hash of the whole
+name (:func:`fitted`), so existing stores keep their names. A name that
+cannot work is refused before any statement with :func:`check_table_name`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
+from . import typemap
 from .defaults import ID_COUNTER_TABLE
-from .rows import BOOKKEEPING_COLUMNS, base_columns, lenient_column
+from .errors import SchemaError
+from .rows import BASE_COLUMNS, BOOKKEEPING_COLUMNS, base_columns, lenient_column
+
+#: PostgreSQL's identifier limit, in UTF-8 bytes (NAMEDATALEN - 1); longer names
+#: are cut silently by the server.
+PG_IDENTIFIER_BYTES = 63
+#: MariaDB/MySQL's identifier limit, in characters.
+MYSQL_IDENTIFIER_CHARS = 64
+#: The longest file name MariaDB/MySQL may make of a table name (NAME_MAX 255
+#: less the ".ibd"/".frm" suffix); names are encoded for files (``@0020``...).
+MYSQL_FILE_NAME = 251
+#: Prefix of the per-table Alembic version tables.
+VERSION_TABLE_PREFIX = "typedstore_version_"
+#: Alembic names the version table's key ``<version table>_pkc``.
+_PKC_SUFFIX = "_pkc"
+#: Other names a store table may not take: typedstore's own tables, and the
+#: temporary tables of Alembic's batch mode.
+CHECKPOINT_TABLE = "typedstore_backfill"
+_RESERVED_PREFIXES = (VERSION_TABLE_PREFIX, "_alembic_tmp_")
+_SAFE = re.compile(r"[^0-9A-Za-z_]")
+
+
+def _name_hash(name: str) -> str:
+    return hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def fits(name: str, dialect: str | None) -> bool:
+    """Whether ``name`` is within the identifier limit of ``dialect``
+    (``postgresql``, ``mysql``/``mariadb``, ``sqlite``; ``None``: no limit)."""
+    if dialect == "postgresql":
+        return len(name.encode("utf-8", "surrogatepass")) <= PG_IDENTIFIER_BYTES
+    if dialect in ("mysql", "mariadb"):
+        return len(name) <= MYSQL_IDENTIFIER_CHARS
+    return True
+
+
+def fitted(prefix: str, name: str, dialect: str | None, reserve: int = 0) -> str:
+    """``prefix + name`` if it fits ``dialect``'s limit with ``reserve`` characters
+    to spare (what existing stores use); else ``prefix``, the ASCII letters,
+    digits and underscores of ``name`` (at most 31) and a hash of ``name``:
+    short, unique and plain on every backend."""
+    plain = prefix + name
+    if fits(plain + "x" * reserve, dialect):
+        return plain
+    return f"{prefix}{_SAFE.sub('', name)[:31]}_{_name_hash(name)}"
+
+
+def _convention_name(prefix: str, table: str, columns: list[str]) -> str:
+    """A naming-convention name: the plain one (SQLAlchemy cuts one of more than the
+    backend's characters with a hash of its own, as it always did), or, when it
+    fits in characters but not in PostgreSQL's 63 bytes, a hashed one."""
+    plain = "_".join([prefix + table, *columns])
+    if len(plain) > PG_IDENTIFIER_BYTES or fits(plain, "postgresql"):
+        return plain
+    return fitted(prefix, plain[len(prefix):], "postgresql")
+
+
+def _index_name(constraint: Any, table: sa.Table) -> str:
+    return _convention_name("ix_", table.name, [c.name for c in constraint.columns])
+
+
+def _unique_name(constraint: Any, table: sa.Table) -> str:
+    return _convention_name("uq_", table.name, [c.name for c in constraint.columns])
+
+
+def _primary_key_name(constraint: Any, table: sa.Table) -> str:
+    return _convention_name("pk_", table.name, [])
+
 
 #: Constraint and index names that are the same on every backend, so that
-#: migrations can name them (Alembic's recommended convention).
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+#: migrations can name them (Alembic's recommended convention:
+#: ``ix_<table>_<columns>``, ``pk_<table>``...), fitted to PostgreSQL's bytes.
+NAMING_CONVENTION: dict[str, Any] = {
+    "ix": "%(typedstore_ix)s",
+    "uq": "%(typedstore_uq)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
+    "pk": "%(typedstore_pk)s",
+    "typedstore_ix": _index_name,
+    "typedstore_uq": _unique_name,
+    "typedstore_pk": _primary_key_name,
 }
+
+
+def version_table(table: str, dialect: str | None = None) -> str:
+    """The Alembic version table of store table ``table`` on ``dialect``:
+    ``typedstore_version_<table>`` when that (and Alembic's ``_pkc`` key name)
+    fits, else a hashed name (:func:`fitted`). ``None``: the plain name."""
+    return fitted(VERSION_TABLE_PREFIX, table, dialect, reserve=len(_PKC_SUFFIX))
+
+
+def state_index_name(table: str) -> str:
+    """The name of the ``state`` index (``ix_<table>_state``, by the convention)."""
+    return _convention_name("ix_", table, ["state"])
+
+
+def mysql_lock_name(table: str) -> str:
+    """The name of the MariaDB/MySQL named lock (``GET_LOCK``) of ``table``'s schema."""
+    return fitted("typedstore:", table, "mysql")
+
+
+def check_table_name(name: Any, dialect: str | None) -> None:
+    """Refuse (:class:`SchemaError`) a store table name that cannot work on ``dialect``.
+
+    Any name the backend accepts as a quoted identifier works; refused are the
+    empty name, NUL characters, lone surrogates, names over the backend's limit
+    (PostgreSQL: 63 bytes in UTF-8; MariaDB/MySQL: 64 characters, no trailing
+    space, no character outside the Basic Multilingual Plane; SQLite: the
+    ``sqlite_`` prefix) and the names of typedstore's own tables.
+    """
+    def refuse(why: str) -> SchemaError:
+        return SchemaError(f"table name {name!r} cannot be used on {dialect or 'any backend'}: "
+                           f"{why}", table=str(name))
+
+    if not isinstance(name, str) or not name:
+        raise refuse("a table name is a non-empty string")
+    if "\x00" in name:
+        raise refuse("it holds a NUL character")
+    if re.search("[\ud800-\udfff]", name):
+        raise refuse("it holds a lone surrogate (not Unicode text)")
+    if name in (ID_COUNTER_TABLE, CHECKPOINT_TABLE) or name.startswith(_RESERVED_PREFIXES):
+        raise refuse("typedstore uses that name (or prefix) for its own tables")
+    if dialect == "postgresql" and not fits(name, dialect):
+        raise refuse(f"it is {len(name.encode())} bytes long in UTF-8; PostgreSQL identifiers "
+                     f"hold at most {PG_IDENTIFIER_BYTES} bytes")
+    if dialect in ("mysql", "mariadb"):
+        if not fits(name, dialect):
+            raise refuse(f"it is {len(name)} characters long; MariaDB/MySQL identifiers hold "
+                         f"at most {MYSQL_IDENTIFIER_CHARS}")
+        if name.endswith(" "):
+            raise refuse("MariaDB/MySQL table names cannot end with a space")
+        if any(ord(ch) > 0xFFFF for ch in name):
+            raise refuse("MariaDB/MySQL identifiers hold characters of the Basic Multilingual "
+                         "Plane only (no emoji)")
+    if dialect == "sqlite" and name.lower().startswith("sqlite_"):
+        raise refuse("SQLite reserves names beginning with 'sqlite_'")
+
+
+def mysql_file_name_check(connection: sa.Connection, name: str) -> None:
+    """MariaDB/MySQL keep a table in files named after it, each character outside
+    ``[0-9A-Za-z_]`` taking up to 5: refuse a name whose file name would be too
+    long (the server's own encoding, ``CONVERT(... USING filename)``)."""
+    if len(_SAFE.sub("xxxxx", name)) <= MYSQL_FILE_NAME:
+        return
+    size = connection.execute(
+        sa.text("SELECT LENGTH(CAST(CONVERT(:name USING filename) AS BINARY))"), {"name": name}
+    ).scalar()
+    if size is not None and int(size) > MYSQL_FILE_NAME:
+        raise SchemaError(
+            f"table name {name!r} cannot be used on MariaDB/MySQL: the server keeps a table in "
+            f"files named after it, and this name makes a {size}-character file name (each "
+            f"character outside [0-9A-Za-z_] is written as @XXXX); at most "
+            f"{MYSQL_FILE_NAME} fit", table=name)
 
 
 def new_metadata() -> sa.MetaData:
@@ -34,7 +190,12 @@ def new_metadata() -> sa.MetaData:
 
 
 def model_columns(row_model: type[SQLModel] | None) -> list[sa.Column[Any]]:
-    """Copies of the columns a row model declares (the base columns without one)."""
+    """Copies of the columns a row model declares (the base columns without one),
+    each field's with the type map's column type and nullability.
+
+    Raises :class:`SchemaError` naming the field if an annotation is outside the
+    type map (checked once per row model).
+    """
     if row_model is None:
         return base_columns()
     table = getattr(row_model, "__table__", None)
@@ -43,7 +204,29 @@ def model_columns(row_model: type[SQLModel] | None) -> list[sa.Column[Any]]:
             f"row model {row_model.__name__} must be a SQLModel table class: declare it "
             f"as 'class {row_model.__name__}(StoreRow, table=True)'"
         )
-    return [column._copy() for column in table.columns]
+    mapped = typemap.field_types(row_model, skip=BASE_COLUMNS)
+    columns = []
+    for column in table.columns:
+        copy = column._copy()
+        field = mapped.get(column.name)
+        if field is not None:
+            copy.type = field.column_type
+            copy.nullable = field.nullable
+        columns.append(copy)
+    return columns
+
+
+def _prefix_indexes(table: sa.Table) -> None:
+    """MariaDB/MySQL index a LONGTEXT/LONGBLOB column by a prefix of its values
+    (they cannot index it whole); queries stay exact."""
+    for index in table.indexes:
+        columns = list(index.columns)
+        if len(columns) != 1:
+            continue
+        needs = getattr(columns[0].type, "needs_index_prefix", None)
+        if needs is not None and needs():
+            index.dialect_kwargs["mysql_length"] = typemap.MYSQL_INDEX_PREFIX
+            index.dialect_kwargs["mariadb_length"] = typemap.MYSQL_INDEX_PREFIX
 
 
 def build_table(
@@ -71,7 +254,9 @@ def build_table(
         columns = [c for c in columns if c.name not in BOOKKEEPING_COLUMNS]
     if only is not None:
         columns = [c for c in columns if c.name in only]
-    return sa.Table(name, metadata, *columns)
+    table = sa.Table(name, metadata, *columns)
+    _prefix_indexes(table)
+    return table
 
 
 def counter_table(metadata: sa.MetaData) -> sa.Table:

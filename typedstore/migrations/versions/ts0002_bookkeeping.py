@@ -14,6 +14,8 @@ from alembic import op
 
 from typedstore.defaults import ID_COUNTER_TABLE
 from typedstore.migrations import store_table
+from typedstore.tables import state_index_name
+from typedstore.typemap import mysql_table_options
 
 revision: str = "ts0002"
 down_revision: str | Sequence[str] | None = "ts0001"
@@ -26,20 +28,22 @@ def upgrade() -> None:
     bind = op.get_bind()
     inspector = sa.inspect(bind)
     columns = {c["name"] for c in inspector.get_columns(table)}
-    indexes = {i["name"] for i in inspector.get_indexes(table)}
+    state_indexed = any(i["column_names"] == ["state"] for i in inspector.get_indexes(table))
     with op.batch_alter_table(table) as batch:
         if "version" not in columns:
             batch.add_column(sa.Column("version", sa.Integer(), nullable=False,
                                        server_default="1"))
         if "updated_at" not in columns:
             batch.add_column(sa.Column("updated_at", sa.Double(), nullable=True))
-    if f"ix_{table}_state" not in indexes:
-        op.create_index(f"ix_{table}_state", table, ["state"])
+    if not state_indexed:
+        # op.f: the name is final; SQLAlchemy shortens it (with a hash) where too long.
+        op.create_index(op.f(state_index_name(table)), table, ["state"])
     if not inspector.has_table(ID_COUNTER_TABLE):
         op.create_table(
             ID_COUNTER_TABLE,
             sa.Column("table_name", sa.String(255), primary_key=True),
             sa.Column("next_id", sa.BigInteger(), nullable=False),
+            **mysql_table_options(bind.dialect),
         )
     counter = sa.table(ID_COUNTER_TABLE, sa.column("table_name"), sa.column("next_id"))
     exists = bind.execute(sa.select(counter.c.table_name)
@@ -57,7 +61,7 @@ def downgrade() -> None:
     op.execute(counter.delete().where(counter.c.table_name == table))
     if bind.execute(sa.select(sa.func.count()).select_from(counter)).scalar() == 0:
         op.drop_table(ID_COUNTER_TABLE)
-    op.drop_index(f"ix_{table}_state", table_name=table)
+    op.drop_index(op.f(state_index_name(table)), table_name=table)
     with op.batch_alter_table(table) as batch:
         batch.drop_column("updated_at")
         batch.drop_column("version")

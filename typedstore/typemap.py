@@ -1,0 +1,595 @@
+"""The type map: the column type of each row-field annotation on each dialect.
+
+A row model's extracted fields mean the same on every backend: the same
+values are stored, read back equal, and compare the same in queries. This
+module owns that promise. For each supported annotation it chooses the column
+type per dialect (so that values round-trip exactly) and the value policy
+(what is normalised, what is refused before any statement runs):
+
+=====================  ====================  ====================  ============================
+annotation             SQLite                PostgreSQL            MariaDB / MySQL
+=====================  ====================  ====================  ============================
+``int``                BIGINT                BIGINT                BIGINT
+``float``              DOUBLE                DOUBLE PRECISION      DOUBLE
+``bool``               BOOLEAN               BOOLEAN               BOOL
+``str``                TEXT                  TEXT COLLATE "C"      LONGTEXT utf8mb4 binary
+``str`` (max_length)   VARCHAR(n)            VARCHAR(n) "C"        VARCHAR(n) utf8mb4 binary
+                                                                   (LONGTEXT above 255)
+``bytes``              BLOB                  BYTEA                 LONGBLOB
+``datetime``           DATETIME (UTC text)   TIMESTAMP (UTC)       DATETIME(6) (UTC)
+``date``               DATE                  DATE                  DATE
+``Decimal``            BIGINT (scaled)       NUMERIC(p, s)         DECIMAL(p, s)
+``Enum``/``StrEnum``   VARCHAR(255) (name)   VARCHAR(255) "C"      VARCHAR(255) utf8mb4 binary
+``uuid.UUID``          CHAR(32) (hex)        UUID                  CHAR(32) (hex)
+=====================  ====================  ====================  ============================
+
+``X | None`` (``Optional[X]``) is the same column, nullable. docs/types.md
+has the full table with the reasons and the value policy.
+
+The binary collation on MariaDB is ``utf8mb4_nopad_bin`` (MySQL 8:
+``utf8mb4_0900_bin``): case- and trailing-space-sensitive, code-point order,
+as SQLite's ``BINARY`` and PostgreSQL's ``"C"``. Every text column carries
+``CHARACTER SET utf8mb4`` itself, so a database whose default is ``latin1`` or
+``utf8mb3`` still stores any Unicode text.
+
+:func:`field_types` checks a row model once (an annotation outside the map is
+a :class:`~typedstore.errors.SchemaError` naming the field);
+:func:`check_value` is the value policy :class:`~typedstore.rows.RowBuilder`
+applies before any statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import types
+import typing
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import AwareDatetime
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from sqlalchemy.dialects import mysql, postgresql
+
+from .errors import SchemaError
+
+#: The range of a 64-bit signed integer (BIGINT everywhere).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Longest value (UTF-8 bytes for text) an indexed text or bytes column holds:
+#: a PostgreSQL B-tree entry holds at most 2,704 bytes, so longer values are
+#: refused on every backend.
+INDEXED_VALUE_BYTES = 2000
+#: Longest ``max_length`` stored as VARCHAR on MariaDB/MySQL; longer ones are
+#: LONGTEXT there (a row's VARCHARs share 65,535 bytes; an index key 3,072).
+MYSQL_VARCHAR_MAX = 255
+#: Prefix (characters, or bytes for binary columns) a MariaDB/MySQL index takes
+#: of a LONGTEXT/LONGBLOB column; equality and range queries stay exact.
+MYSQL_INDEX_PREFIX = 255
+#: Most digits of a ``Decimal`` field: SQLite holds it as a 64-bit scaled integer.
+DECIMAL_MAX_DIGITS = 18
+#: Column width of enum fields (member names).
+ENUM_LENGTH = 255
+#: MariaDB/MySQL table options of every typedstore table.
+MYSQL_CHARSET = "utf8mb4"
+
+_UTC = dt.timezone.utc
+
+
+class Refused(ValueError):
+    """A value the policy refuses; ``str()`` is the reason, the same on every backend."""
+
+
+# ---------------------------------------------------------------- dialect helpers
+
+
+def is_mysql(dialect: sa.Dialect) -> bool:
+    return dialect.name in ("mysql", "mariadb")
+
+
+def mysql_collation(dialect: sa.Dialect) -> str:
+    """The binary, no-pad collation of utf8mb4 on this server.
+
+    MariaDB: ``utf8mb4_nopad_bin``; MySQL 8: ``utf8mb4_0900_bin``; older MySQL
+    has only ``utf8mb4_bin``, which ignores trailing spaces in comparisons.
+    Known after the first connection (SQLAlchemy detects MariaDB behind a
+    ``mysql://`` URL then); DDL always runs on a connection.
+    """
+    if dialect.name == "mariadb" or getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    version = getattr(dialect, "server_version_info", None) or ()
+    if tuple(version[:1]) >= (8,):
+        return "utf8mb4_0900_bin"
+    return "utf8mb4_bin"
+
+
+def mysql_table_options(dialect: sa.Dialect) -> dict[str, Any]:
+    """``mysql_charset``/``mysql_collate`` table keywords: utf8mb4 and the binary
+    collation, whatever the database's default."""
+    if not is_mysql(dialect):
+        return {}
+    return {"mysql_charset": MYSQL_CHARSET, "mysql_collate": mysql_collation(dialect)}
+
+
+def _text_impl(dialect: sa.Dialect, length: int | None) -> sa.types.TypeEngine[Any]:
+    if dialect.name == "postgresql":
+        if length is not None:
+            return postgresql.VARCHAR(length, collation="C")
+        return postgresql.TEXT(collation="C")
+    if is_mysql(dialect):
+        collation = mysql_collation(dialect)
+        if length is not None and length <= MYSQL_VARCHAR_MAX:
+            return mysql.VARCHAR(length, charset=MYSQL_CHARSET, collation=collation)
+        return mysql.LONGTEXT(charset=MYSQL_CHARSET, collation=collation)
+    return sa.String(length) if length is not None else sa.Text()
+
+
+# ---------------------------------------------------------------- column types
+
+
+class Text(sa.types.TypeDecorator[str]):
+    """``str``: TEXT (or VARCHAR(n)) compared by code point, see the module docstring."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        return dialect.type_descriptor(_text_impl(dialect, self.length))
+
+    def needs_index_prefix(self) -> bool:
+        """MariaDB/MySQL index this column by a prefix (it is LONGTEXT there)."""
+        return self.length is None or self.length > MYSQL_VARCHAR_MAX
+
+    @property
+    def python_type(self) -> type[Any]:
+        return str
+
+    def __repr__(self) -> str:
+        return f"Text({self.length})" if self.length is not None else "Text()"
+
+
+class Bytes(sa.types.TypeDecorator[bytes]):
+    """``bytes``: BLOB / BYTEA / LONGBLOB (a MariaDB BLOB holds only 64 KB)."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if is_mysql(dialect):
+            return dialect.type_descriptor(mysql.LONGBLOB())
+        return dialect.type_descriptor(sa.LargeBinary())
+
+    def needs_index_prefix(self) -> bool:
+        return True
+
+    @property
+    def python_type(self) -> type[Any]:
+        return bytes
+
+    def __repr__(self) -> str:
+        return "Bytes()"
+
+
+class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """Aware ``datetime``: stored as UTC without a zone on every backend, read back
+    aware in UTC. The database never converts (PostgreSQL's session time zone
+    plays no part); microseconds are kept everywhere."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=False, precision=6))
+        if is_mysql(dialect):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"{value!r} is not a datetime")
+        return utc_naive(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=_UTC)
+        return value.astimezone(_UTC)
+
+    @property
+    def python_type(self) -> type[Any]:
+        return dt.datetime
+
+    def __repr__(self) -> str:
+        return "UtcDateTime()"
+
+
+def utc_naive(value: dt.datetime) -> dt.datetime:
+    """An aware datetime as naive UTC (what every backend stores); raises
+    :class:`Refused` for a naive one or one outside years 1..9999 in UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise Refused("a naive datetime (no time zone) cannot be stored unambiguously; give "
+                      "an aware one, such as datetime.now(timezone.utc)")
+    try:
+        return value.astimezone(_UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise Refused(f"{value.isoformat()} is outside the years 1..9999 once converted to "
+                      "UTC") from None
+
+
+class ScaledDecimal(sa.types.TypeDecorator[Decimal]):
+    """``Decimal`` with ``max_digits`` and ``decimal_places``: NUMERIC(p, s), and on
+    SQLite (whose NUMERIC is a float) the value times 10**s as a 64-bit integer,
+    exact and ordered."""
+
+    impl = sa.Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        super().__init__(precision=precision, scale=scale, asdecimal=True)
+        self.precision = precision
+        self.scale = scale
+        self._quantum = Decimal(1).scaleb(-scale)
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.BigInteger())
+        return dialect.type_descriptor(sa.Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        number = value if isinstance(value, Decimal) else Decimal(
+            repr(value) if isinstance(value, float) else value)
+        if dialect.name != "sqlite":
+            return number
+        scaled = number.scaleb(self.scale)
+        if scaled == scaled.to_integral_value():
+            return int(scaled)
+        return float(scaled)  # only in comparisons with values of more decimal places
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-self.scale).quantize(self._quantum)
+        return Decimal(value).quantize(self._quantum)
+
+    @property
+    def python_type(self) -> type[Any]:
+        return Decimal
+
+    def __repr__(self) -> str:
+        return f"ScaledDecimal({self.precision}, {self.scale})"
+
+
+class EnumName(sa.types.TypeDecorator[enum.Enum]):
+    """An ``Enum`` member stored by name in a VARCHAR (not a native enum type).
+
+    Why not PostgreSQL's ``CREATE TYPE ... AS ENUM``: one row model builds many
+    store tables, which would share (and drop) one type; a new member would need
+    an ``ALTER TYPE`` migration; and the column would mean something else on the
+    other backends. A VARCHAR of the name is the same everywhere. Range queries
+    compare names as text.
+    """
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, enum_class: type[enum.Enum]) -> None:
+        super().__init__(ENUM_LENGTH)
+        self.enum_class = enum_class
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        return dialect.type_descriptor(_text_impl(dialect, ENUM_LENGTH))
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, self.enum_class):
+            return value.name
+        try:
+            return self.enum_class(value).name
+        except ValueError:
+            raise ValueError(f"{value!r} is not a member of {self.enum_class.__name__}") from None
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        member = self.enum_class.__members__.get(value)
+        return value if member is None else member  # a member since removed: its name
+
+    @property
+    def python_type(self) -> type[Any]:
+        return self.enum_class
+
+    def __repr__(self) -> str:
+        return f"EnumName({self.enum_class.__module__}.{self.enum_class.__qualname__})"
+
+
+class PortableUuid(sa.types.TypeDecorator[uuid.UUID]):
+    """``uuid.UUID``: PostgreSQL's UUID, elsewhere CHAR(32) of lower-case hex (the
+    same order as PostgreSQL's byte order; MariaDB's own UUID type sorts its
+    parts in another order)."""
+
+    impl = sa.Uuid
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(sa.Uuid(native_uuid=True))
+        return dialect.type_descriptor(sa.Uuid(native_uuid=False))
+
+    @property
+    def python_type(self) -> type[Any]:
+        return uuid.UUID
+
+    def __repr__(self) -> str:
+        return "PortableUuid()"
+
+
+# ---------------------------------------------------------------- the value policy
+
+#: NUL (PostgreSQL cannot store it) and lone surrogates (not Unicode text: no
+#: driver can encode them).
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_text(value: str, indexed: bool) -> str:
+    bad = _BAD_TEXT.search(value)
+    if bad is not None:
+        if bad.group() == "\x00":
+            raise Refused("the text holds a NUL character (\\x00), which PostgreSQL cannot "
+                          "store; it is refused on every backend")
+        raise Refused(f"the text holds a lone surrogate (U+{ord(bad.group()):04X}), which is "
+                      "not valid Unicode and no database encodes")
+    if indexed and len(value) * 4 > INDEXED_VALUE_BYTES:
+        size = len(value.encode("utf-8"))
+        if size > INDEXED_VALUE_BYTES:
+            raise Refused(f"the text is {size} bytes long in UTF-8; an indexed field holds at "
+                          f"most {INDEXED_VALUE_BYTES} (PostgreSQL's index limit): declare it "
+                          "without index=True for longer values")
+    return value
+
+
+def _check_bytes(value: bytes, indexed: bool) -> bytes:
+    if indexed and len(value) > INDEXED_VALUE_BYTES:
+        raise Refused(f"the value is {len(value)} bytes long; an indexed field holds at most "
+                      f"{INDEXED_VALUE_BYTES} (PostgreSQL's index limit): declare it without "
+                      "index=True for longer values")
+    return value
+
+
+def _check_int(value: int) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise Refused(f"{value} is outside the 64-bit integer range "
+                      "(-2**63 .. 2**63-1) every backend stores")
+    return value
+
+
+def _check_float(value: float) -> float:
+    if value - value != 0.0:  # NaN, or an infinity (inf - inf is NaN)
+        raise Refused(f"{value!r} is not a finite number; NaN and infinities are refused on "
+                      "every backend (MariaDB stores neither, SQLite turns NaN into NULL)")
+    if value == 0.0:
+        return 0.0  # -0.0: MariaDB and SQLite give back 0.0
+    return value
+
+
+def _check_datetime(value: dt.datetime) -> dt.datetime:
+    return utc_naive(value).replace(tzinfo=_UTC)
+
+
+def _decimal_check(scale: int) -> Callable[[Decimal], Decimal]:
+    quantum = Decimal(1).scaleb(-scale)
+
+    def check(value: Decimal) -> Decimal:
+        value = value.quantize(quantum)
+        return value.copy_abs() if value.is_zero() else value  # -0 is 0
+
+    return check
+
+
+#: The policy of integer and float values (also of GC3Pie ``extra_fields`` columns).
+check_int = _check_int
+check_float = _check_float
+
+
+def check_state(value: str) -> str:
+    """The value policy of the ``state`` column (text without NUL or surrogates)."""
+    return _check_text(value, indexed=False)
+
+
+# ---------------------------------------------------------------- the map
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """How one row field is stored.
+
+    Attributes:
+        name (str): the field (column) name.
+        kind (str): ``int``, ``float``, ``bool``, ``str``, ``bytes``, ``datetime``,
+            ``date``, ``decimal``, ``enum`` or ``uuid``.
+        python_type (type): the annotation without ``| None``.
+        nullable (bool): ``None`` is stored as NULL (the annotation admits it,
+            or ``nullable=True``); otherwise ``None`` is refused.
+        indexed (bool): the column has an index (limits text and bytes).
+        column_type: the SQLAlchemy type, rendered per dialect.
+        validation (Any): the annotation Pydantic validates values against
+            (``AwareDatetime`` for ``datetime``).
+        check: the value policy after validation: returns the value to store,
+            raises :class:`Refused`.
+        exact (frozenset[type]): value types validation would return unchanged,
+            which skip it.
+    """
+
+    name: str
+    kind: str
+    python_type: type[Any]
+    nullable: bool
+    indexed: bool
+    column_type: sa.types.TypeEngine[Any]
+    validation: Any
+    check: Callable[[Any], Any] | None
+    exact: frozenset[type]
+
+
+#: Annotations of the map, for messages and docs.
+SUPPORTED = ("int", "float", "bool", "str", "bytes", "datetime (aware)", "date", "Decimal",
+             "enum.Enum", "uuid.UUID", "and X | None of each")
+
+_cache: weakref.WeakKeyDictionary[type, dict[str, FieldType]] = weakref.WeakKeyDictionary()
+
+
+def _refuse(model: type, name: str, why: str) -> SchemaError:
+    table = str(getattr(model, "__tablename__", "") or "")
+    return SchemaError(
+        f"row model {model.__name__}, field {name!r}: {why} (typedstore's type map: "
+        f"{', '.join(SUPPORTED)}; see docs/types.md)",
+        table=table,
+    )
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(options) < len(typing.get_args(annotation))
+        if len(options) == 1:
+            return options[0], optional
+        return annotation, optional
+    return annotation, False
+
+
+def _metadata_value(field: FieldInfo, name: str) -> Any:
+    for item in field.metadata:
+        value = getattr(item, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _given(field: FieldInfo, name: str) -> Any:
+    """A SQLModel ``Field`` keyword as given (``None`` when not)."""
+    value = getattr(field, name, PydanticUndefined)
+    return None if value is PydanticUndefined else value
+
+
+def _annotation_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__qualname__
+    return repr(annotation).replace("typing.", "")
+
+
+def field_type(model: type, name: str, field: FieldInfo) -> FieldType:
+    """The :class:`FieldType` of one field of row model ``model``; raises
+    :class:`SchemaError` naming the field if its annotation is outside the map."""
+    if _given(field, "sa_type") is not None or _given(field, "sa_column") is not None:
+        raise _refuse(model, name, "sa_type/sa_column are not taken for extracted fields: "
+                                   "typedstore chooses the column type from the annotation "
+                                   "so that it means the same on every backend")
+    base, optional = _unwrap_optional(field.annotation)
+    explicit = _given(field, "nullable")
+    nullable = bool(explicit) if isinstance(explicit, bool) else optional
+    indexed = bool(_given(field, "index")) or bool(_given(field, "unique"))
+    max_length = _metadata_value(field, "max_length")
+    plain = not field.metadata
+    validation: Any = base
+    check: Callable[[Any], Any] | None = None
+    exact: frozenset[type] = frozenset()
+    column: sa.types.TypeEngine[Any]
+    if not isinstance(base, type):
+        raise _refuse(model, name, f"the annotation {_annotation_name(field.annotation)} is "
+                                   "not in the map")
+    if max_length is not None and not (base is str or base is bytes):
+        raise _refuse(model, name, "max_length applies to str and bytes fields only")
+    if issubclass(base, enum.Enum):
+        kind = "enum"
+        long = [m for m in base.__members__ if len(m) > ENUM_LENGTH]
+        if long:
+            raise _refuse(model, name, f"member name {long[0][:40]!r}... is longer than "
+                                       f"{ENUM_LENGTH} characters")
+        column = EnumName(base)
+    elif base is bool:
+        kind, column = "bool", sa.Boolean()
+        exact = frozenset({bool}) if plain else exact
+    elif base is int:
+        kind, column, check = "int", sa.BigInteger(), _check_int
+        exact = frozenset({int}) if plain else exact
+    elif base is float:
+        kind, column, check = "float", sa.Double(), _check_float
+        exact = frozenset({float}) if plain else exact
+    elif base is str:
+        kind, column = "str", Text(max_length)
+
+        def check(value: str, indexed: bool = indexed) -> str:
+            return _check_text(value, indexed)
+
+        exact = frozenset({str}) if plain else exact
+    elif base is bytes:
+        kind, column = "bytes", Bytes()
+
+        def check(value: bytes, indexed: bool = indexed) -> bytes:
+            return _check_bytes(value, indexed)
+
+        exact = frozenset({bytes}) if plain else exact
+    elif base is dt.datetime:
+        kind, column, check = "datetime", UtcDateTime(), _check_datetime
+        validation = AwareDatetime
+        exact = frozenset({dt.datetime}) if plain else exact  # naive ones: the check refuses
+    elif base is dt.date:
+        kind, column = "date", sa.Date()
+        exact = frozenset({dt.date}) if plain else exact
+    elif base is Decimal:
+        kind = "decimal"
+        digits = _metadata_value(field, "max_digits")
+        places = _metadata_value(field, "decimal_places")
+        if digits is None or places is None:
+            raise _refuse(model, name, "a Decimal field needs max_digits (at most "
+                                       f"{DECIMAL_MAX_DIGITS}) and decimal_places")
+        if not 0 < digits <= DECIMAL_MAX_DIGITS or not 0 <= places <= digits:
+            raise _refuse(model, name, f"a Decimal field needs 0 < max_digits <= "
+                                       f"{DECIMAL_MAX_DIGITS} and 0 <= decimal_places <= "
+                                       f"max_digits (got {digits}, {places})")
+        column, check = ScaledDecimal(digits, places), _decimal_check(places)
+    elif base is uuid.UUID:
+        kind, column = "uuid", PortableUuid()
+        exact = frozenset({uuid.UUID}) if plain else exact
+    else:
+        raise _refuse(model, name, f"the annotation {_annotation_name(field.annotation)} is "
+                                   "not in the map")
+    if nullable:
+        validation = validation | None
+    return FieldType(name, kind, base, nullable, indexed, column, validation, check, exact)
+
+
+def field_types(model: type, skip: typing.Container[str] = ()) -> dict[str, FieldType]:
+    """The :class:`FieldType` of every field of row model ``model`` but ``skip``
+    (the base columns); checked once per model, on its first use."""
+    cached = _cache.get(model)
+    if cached is None:
+        fields: dict[str, FieldInfo] = getattr(model, "model_fields", {})
+        cached = {name: field_type(model, name, field) for name, field in fields.items()
+                  if name not in skip}
+        _cache[model] = cached
+    return cached
+
+
+__all__ = [
+    "Bytes", "EnumName", "FieldType", "PortableUuid", "Refused", "ScaledDecimal", "Text",
+    "UtcDateTime", "check_state", "field_types", "mysql_table_options",
+]
