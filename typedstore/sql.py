@@ -780,6 +780,10 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                                           compile_kwargs={"render_postcompile": True})
         params = compiled.construct_params()
         processors = compiled._bind_processors
+        expanded = getattr(compiled, "_post_compile_expanded_state", None)
+        if expanded is not None and expanded.processors:
+            # The values of an expanded "IN" list (t_1_1, t_1_2...) convert as t_1 does.
+            processors = {**processors, **expanded.processors}
         values = {k: (processors[k](v) if k in processors else v) for k, v in params.items()}
         args = tuple(values[n] for n in compiled.positiontup) if dialect.positional else values
         try:

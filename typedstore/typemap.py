@@ -144,7 +144,7 @@ class Text(sa.types.TypeDecorator[str]):
         self.length = length
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        return dialect.type_descriptor(_text_impl(dialect, self.length))
+        return _text_impl(dialect, self.length)
 
     def needs_index_prefix(self) -> bool:
         """MariaDB/MySQL index this column by a prefix (it is LONGTEXT there)."""
@@ -166,8 +166,8 @@ class Bytes(sa.types.TypeDecorator[bytes]):
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
         if is_mysql(dialect):
-            return dialect.type_descriptor(mysql.LONGBLOB())
-        return dialect.type_descriptor(sa.LargeBinary())
+            return mysql.LONGBLOB()
+        return sa.LargeBinary()
 
     def needs_index_prefix(self) -> bool:
         return True
@@ -190,10 +190,10 @@ class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=False, precision=6))
+            return postgresql.TIMESTAMP(timezone=False, precision=6)
         if is_mysql(dialect):
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
-        return dialect.type_descriptor(sa.DateTime())
+            return mysql.DATETIME(fsp=6)
+        return sa.DateTime()
 
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
         if value is None:
@@ -246,8 +246,8 @@ class ScaledDecimal(sa.types.TypeDecorator[Decimal]):
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(sa.BigInteger())
-        return dialect.type_descriptor(sa.Numeric(self.precision, self.scale, asdecimal=True))
+            return sa.BigInteger()
+        return sa.Numeric(self.precision, self.scale, asdecimal=True)
 
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
         if value is None:
@@ -294,7 +294,7 @@ class EnumName(sa.types.TypeDecorator[enum.Enum]):
         self.enum_class = enum_class
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        return dialect.type_descriptor(_text_impl(dialect, ENUM_LENGTH))
+        return _text_impl(dialect, ENUM_LENGTH)
 
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
         if value is None:
@@ -330,8 +330,8 @@ class PortableUuid(sa.types.TypeDecorator[uuid.UUID]):
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(sa.Uuid(native_uuid=True))
-        return dialect.type_descriptor(sa.Uuid(native_uuid=False))
+            return sa.Uuid(native_uuid=True)
+        return sa.Uuid(native_uuid=False)
 
     @property
     def python_type(self) -> type[Any]:
@@ -498,10 +498,6 @@ def _annotation_name(annotation: Any) -> str:
 def field_type(model: type, name: str, field: FieldInfo) -> FieldType:
     """The :class:`FieldType` of one field of row model ``model``; raises
     :class:`SchemaError` naming the field if its annotation is outside the map."""
-    if _given(field, "sa_type") is not None or _given(field, "sa_column") is not None:
-        raise _refuse(model, name, "sa_type/sa_column are not taken for extracted fields: "
-                                   "typedstore chooses the column type from the annotation "
-                                   "so that it means the same on every backend")
     base, optional = _unwrap_optional(field.annotation)
     explicit = _given(field, "nullable")
     nullable = bool(explicit) if isinstance(explicit, bool) else optional
@@ -572,6 +568,10 @@ def field_type(model: type, name: str, field: FieldInfo) -> FieldType:
     else:
         raise _refuse(model, name, f"the annotation {_annotation_name(field.annotation)} is "
                                    "not in the map")
+    if _given(field, "sa_type") is not None or _given(field, "sa_column") is not None:
+        raise _refuse(model, name, "sa_type/sa_column are not taken for row fields: "
+                                   "typedstore chooses the column type from the annotation "
+                                   "so that it means the same on every backend")
     if nullable:
         validation = validation | None
     return FieldType(name, kind, base, nullable, indexed, column, validation, check, exact)
