@@ -365,9 +365,9 @@ class StoreConnection:
                                    store) from exc
             raise
         self.connection = conn
-        self.cursor._raw = raw
         self._pid = os.getpid()
         self._poller = self._watch(conn)
+        self.cursor._bind(raw, self._poller, self.max_packet)
         return raw
 
     def _watch(self, conn: Any) -> Any:
@@ -391,7 +391,7 @@ class StoreConnection:
     def drop(self) -> None:
         """Close the connection (without waiting for the server) and forget it."""
         conn, self.connection = self.connection, None
-        self.cursor._raw = None
+        self.cursor._bind(None, None, 0)
         self._poller = None
         self.in_txn = False
         self.max_packet = 0
@@ -404,7 +404,7 @@ class StoreConnection:
     def forget(self) -> None:
         """In a forked child: drop the parent's connection without touching it."""
         self.connection = None
-        self.cursor._raw = None
+        self.cursor._bind(None, None, 0)
         self._poller = None
         self.in_txn = False
         self.lost = None
@@ -461,7 +461,6 @@ class StoreConnection:
                 "operation; run the transaction again.",
                 self.describe(), _safe_ids(ids))
             raise self.lost
-        started = monotonic()
         try:
             raw.execute("COMMIT")
         except BaseException as exc:
@@ -477,7 +476,7 @@ class StoreConnection:
                     f"records {_ids_text(ids())} may or may not have been committed; load "
                     "them to find out. The store reconnects on its next operation.",
                     self.describe(), _safe_ids(ids)) from exc
-            raise self._translate(kind, exc, "COMMIT", None, False, started) from exc
+            raise self._translate(kind, exc, "COMMIT", None, False) from exc
         self.in_txn = False
 
     def rollback(self) -> None:
@@ -510,7 +509,9 @@ class StoreConnection:
         """A second cursor on the connection (for a query inside a transaction)."""
         if self.cursor._raw is None or (self._poller is not None and self._poller.poll(0)):
             self._revive(self.cursor, "a query", None, False)
-        return LinkCursor(self, self.connection.cursor(), self.connection)
+        cursor = LinkCursor(self, conn=self.connection)
+        cursor._bind(self.connection.cursor(), self._poller, self.max_packet)
+        return cursor
 
     def _revive(self, cursor: LinkCursor, sql: str, params: Any, many: bool) -> Any:
         """Before a statement: the connection is not open, or its server has
@@ -551,7 +552,7 @@ class StoreConnection:
         return lost
 
     def _failed(self, cursor: LinkCursor, exc: BaseException, sql: str, params: Any,
-                many: bool, started: float) -> None:
+                many: bool) -> None:
         """A statement raised ``exc``: raise the typedstore error for it, or
         (a repeatable statement on a connection that died outside a
         transaction) run it again on a new connection and return."""
@@ -577,7 +578,6 @@ class StoreConnection:
             log.info("%s: the connection was lost during %s (%s); running it again on a "
                      "new connection", self.describe(), what, _said(exc))
             raw = self.open()
-            started = monotonic()
             try:
                 _run(raw, sql, params, many)
                 return
@@ -589,15 +589,20 @@ class StoreConnection:
                         f"{self.describe()}: the connection was lost twice during {what} "
                         f"({_said(again)}); nothing was written. The store reconnects on "
                         "its next operation.", self.describe(), ids) from again
-                raise self._translate(kind, again, sql, params, many, started) from again
-        raise self._translate(kind, exc, sql, params, many, started) from exc
+                raise self._translate(kind, again, sql, params, many) from again
+        raise self._translate(kind, exc, sql, params, many) from exc
 
-    def _translate(self, kind: str, exc: BaseException, sql: str, params: Any, many: bool,
-                   started: float) -> StoreError:
-        """The typedstore error for a driver error of ``kind`` (not a disconnect)."""
+    def _translate(self, kind: str, exc: BaseException, sql: str, params: Any,
+                   many: bool) -> StoreError:
+        """The typedstore error for a driver error of ``kind`` (not a disconnect).
+
+        A lock or statement timeout reports the timeout that expired as the
+        wait (the server, or SQLite's busy handler, waited that long): the hot
+        path reads no clock.
+        """
         store = self.describe()
         what, ids = self._statement(sql, params, many)
-        waited = monotonic() - started
+        waited = self.timeouts.statement if kind == STATEMENT else self.timeouts.lock
         nothing = "nothing of the transaction was written" if self.in_txn \
             else "nothing was written"
         if kind == LOCK:
@@ -611,8 +616,8 @@ class StoreConnection:
                 lock = f"a lock needed by {what}"
                 holder = "another client"
             return LockTimeout(
-                f"{store}: {what} waited {waited:.1f} s for {lock}, held by {holder} "
-                f"(lock_timeout={self.timeouts.lock:g} s); {nothing}",
+                f"{store}: {what} waited for {lock}, held by {holder}, longer than "
+                f"lock_timeout={self.timeouts.lock:g} s; {nothing}",
                 lock, waited, store)
         if kind == STATEMENT:
             return ServerTimeout(
@@ -835,59 +840,64 @@ def _safe_ids(ids: Callable[[], Iterable[Any]]) -> tuple[Any, ...]:
         return ()
 
 
+def _no_result(*_args: Any) -> Any:
+    raise StoreError("no result to fetch: the statement failed or its connection was closed")
+
+
 class LinkCursor:
     """The store's cursor: the driver's cursor of the current connection, with
     the checks and error handling of :class:`StoreConnection` around
-    ``execute`` and ``executemany``. The same object across reconnections."""
+    ``execute`` and ``executemany``. The same object across reconnections.
 
-    __slots__ = ("_conn", "_link", "_raw")
+    It is on the path of every record statement, so it holds what it needs
+    itself: the driver cursor, the socket's poll (``None`` on SQLite), the
+    packet limit (0 but on MySQL), and the driver cursor's own fetch methods.
+    """
 
-    def __init__(self, link: StoreConnection, raw: Any = None, conn: Any = None) -> None:
+    __slots__ = ("_conn", "_link", "_packet", "_poll", "_raw", "fetchall", "fetchmany",
+                 "fetchone")
+
+    def __init__(self, link: StoreConnection, conn: Any = None) -> None:
         self._link = link
-        self._raw = raw
         self._conn = conn
+        self._bind(None, None, 0)
+
+    def _bind(self, raw: Any, poller: Any, packet: int) -> None:
+        self._raw = raw
+        self._poll = poller.poll if poller is not None else None
+        self._packet = packet
+        self.fetchone: Callable[[], Any] = raw.fetchone if raw is not None else _no_result
+        self.fetchmany: Callable[[int], Any] = raw.fetchmany if raw is not None else _no_result
+        self.fetchall: Callable[[], Any] = raw.fetchall if raw is not None else _no_result
 
     def execute(self, sql: str, params: Any = None) -> LinkCursor:
-        link = self._link
         raw = self._raw
-        poller = link._poller
-        if raw is None or (poller is not None and poller.poll(0)):
-            raw = link._revive(self, sql, params, False)
-        if link.max_packet and params is not None:
-            link._check_packet(raw, sql, params, False)
-        started = monotonic()
+        poll = self._poll
+        if raw is None or (poll is not None and poll(0)):
+            raw = self._link._revive(self, sql, params, False)
+        if self._packet and params is not None:
+            self._link._check_packet(raw, sql, params, False)
         try:
             if params is None:
                 raw.execute(sql)
             else:
                 raw.execute(sql, params)
         except BaseException as exc:
-            link._failed(self, exc, sql, params, False, started)
+            self._link._failed(self, exc, sql, params, False)
         return self
 
     def executemany(self, sql: str, rows: Sequence[Any]) -> LinkCursor:
-        link = self._link
         raw = self._raw
-        poller = link._poller
-        if raw is None or (poller is not None and poller.poll(0)):
-            raw = link._revive(self, sql, rows, True)
-        if link.max_packet:
-            link._check_packet(raw, sql, rows, True)
-        started = monotonic()
+        poll = self._poll
+        if raw is None or (poll is not None and poll(0)):
+            raw = self._link._revive(self, sql, rows, True)
+        if self._packet:
+            self._link._check_packet(raw, sql, rows, True)
         try:
             raw.executemany(sql, rows)
         except BaseException as exc:
-            link._failed(self, exc, sql, rows, True, started)
+            self._link._failed(self, exc, sql, rows, True)
         return self
-
-    def fetchone(self) -> Any:
-        return self._raw.fetchone()
-
-    def fetchmany(self, size: int) -> Any:
-        return self._raw.fetchmany(size)
-
-    def fetchall(self) -> Any:
-        return self._raw.fetchall()
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._raw)
@@ -907,7 +917,7 @@ class LinkCursor:
     def close(self) -> None:
         raw = self._raw
         if raw is not None and self is not self._link.cursor:
-            self._raw = None
+            self._bind(None, None, 0)
             try:
                 raw.close()
             except Exception:
