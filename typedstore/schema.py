@@ -444,6 +444,7 @@ def schema_lock(connection: sa.Connection, table: str) -> Iterator[None]:
     other writers. Whoever waited finds the work done: migrations are
     idempotent.
     """
+    check_name(connection, table)
     dialect = connection.dialect.name
     if dialect == "postgresql":
         key = zlib.crc32(f"typedstore:{table}".encode())
@@ -656,7 +657,7 @@ def _add_missing_columns(connection: sa.Connection, table: str, row_model: RowMo
     added: list[str] = []
     columns: list[sa.Column[Any]] = []
     indexes: list[sa.Index] = []
-    for diff in compare_metadata(context, metadata):
+    for diff in _same_indexes_dropped(list(compare_metadata(context, metadata))):
         if isinstance(diff, tuple) and diff[0] == "add_column" and diff[2] == table:
             columns.append(diff[3])
         elif isinstance(diff, tuple) and diff[0] == "add_index" and diff[1].table.name == table:
@@ -737,6 +738,24 @@ def downgrade(url: str, revision: str, table: str | None = None) -> None:
         engine.dispose()
 
 
+def _index_key(index: Any) -> tuple[str, tuple[str, ...], str]:
+    return (index.table.name, tuple(c.name for c in index.columns),
+            str(index.name).replace("``", "`"))
+
+
+def _same_indexes_dropped(diffs: list[Any]) -> list[Any]:
+    """Alembic's differences without an index reported both missing and extra:
+    SQLAlchemy reflects a MariaDB/MySQL index name holding a backtick with the
+    backtick doubled, so the same index looks renamed."""
+    added = {_index_key(d[1]) for d in diffs if isinstance(d, tuple) and d[0] == "add_index"}
+    removed = {_index_key(d[1]) for d in diffs
+               if isinstance(d, tuple) and d[0] == "remove_index"}
+    same = added & removed
+    return [d for d in diffs if not (isinstance(d, tuple) and d[0] in ("add_index",
+                                                                        "remove_index")
+                                     and _index_key(d[1]) in same)]
+
+
 def drift(url: str, table: str | None = None, row_model: RowModel = None,
           extra_fields: ExtraFields = None) -> list[Any]:
     """Alembic's differences between the database table and the row model (empty: none)."""
@@ -746,7 +765,7 @@ def drift(url: str, table: str | None = None, row_model: RowModel = None,
         with engine.connect() as conn:
             context = MigrationContext.configure(
                 conn, opts={"include_object": _include_only(table), "compare_type": True})
-            return list(compare_metadata(context, target_metadata(table, row_model,
-                                                                  extra_fields)))
+            return _same_indexes_dropped(list(compare_metadata(
+                context, target_metadata(table, row_model, extra_fields))))
     finally:
         engine.dispose()

@@ -286,7 +286,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                 fix = typedstore_upgrade_command(url, table)
                 raise SchemaError(
                     f"{self.url.redacted}: table {table!r} does not exist, but its version "
-                    f"table {version_table(table)!r} says it is at "
+                    f"table {version_table(table, self.engine.dialect)!r} says it is at "
                     f"{', '.join(state.revisions or ())} (the table was dropped by hand?); "
                     f"with create=False nothing is changed; create it again by opening the "
                     f"store with create=True or with: {fix}",

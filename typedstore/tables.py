@@ -243,6 +243,7 @@ def build_table(
     table not upgraded yet); ``only`` keeps just the named columns (the
     columns an existing table has).
     """
+    check_table_name(name, None)  # what no backend takes; the rest once the dialect is known
     columns = model_columns(row_model)
     names = {c.name for c in columns}
     for column, extractor in (extra_fields or {}).items():
