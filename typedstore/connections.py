@@ -508,7 +508,7 @@ class StoreConnection:
     def new_cursor(self) -> LinkCursor:
         """A second cursor on the connection (for a query inside a transaction)."""
         if self.cursor._raw is None or (self._poller is not None and self._poller.poll(0)):
-            self._revive(self.cursor, "a query", None, False)
+            self._revive(self.cursor, "SELECT", None, False)
         cursor = LinkCursor(self, conn=self.connection)
         cursor._bind(self.connection.cursor(), self._poller, self.max_packet)
         return cursor
@@ -562,6 +562,8 @@ class StoreConnection:
             if in_txn:
                 self._lost_txn(sql, params, many, exc)
             raise exc
+        if not _is_database_error(exc, self.dialect) and not _driver_broken(self.connection):
+            raise exc  # a bug (bad parameters...), not the database's answer
         kind = classify(exc, self.dialect, self.connection, cursor._raw)
         if kind == DISCONNECT:
             in_txn = self.in_txn

@@ -323,3 +323,29 @@ def test_timeout_arguments(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 2000
     sql.close()
     assert issubclass(LockTimeout, StoreError) and issubclass(ServerTimeout, StoreError)
+
+
+def test_driver_errors_are_classified() -> None:
+    """What each driver's error means: the table behind the typedstore errors
+    (the servers' own answers are exercised by the tests above)."""
+    import psycopg
+    import pymysql
+
+    from typedstore import connections as c
+
+    pg = sa.create_engine("postgresql+psycopg://u@127.0.0.1/x").dialect
+    my = sa.create_engine("mysql+pymysql://u@127.0.0.1/x").dialect
+    lite = sa.create_engine("sqlite://").dialect
+    assert c.classify(psycopg.errors.LockNotAvailable("lock"), pg) == c.LOCK
+    assert c.classify(psycopg.errors.QueryCanceled("statement timeout"), pg) == c.STATEMENT
+    assert c.classify(psycopg.errors.AdminShutdown("terminating"), pg) == c.DISCONNECT
+    assert c.classify(psycopg.errors.UniqueViolation("dup"), pg) == c.OTHER
+    for code, kind in ((1205, c.LOCK), (1969, c.STATEMENT), (1153, c.PACKET),
+                       (2006, c.DISCONNECT), (2013, c.DISCONNECT), (1927, c.DISCONNECT),
+                       (1062, c.OTHER)):
+        assert c.classify(pymysql.err.OperationalError(code, "x"), my) == kind, code
+    assert c.classify(sqlite3.OperationalError("database is locked"), lite) == c.LOCK
+    assert c.classify(sqlite3.OperationalError("disk I/O error"), lite) == c.OTHER
+    refused = pymysql.err.OperationalError(2003, "Can't connect (timed out)")
+    setattr(refused, c.CONNECTING, True)
+    assert c.classify(refused, my) == c.CONNECT_TIMEOUT
