@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -354,8 +355,9 @@ def test_sqlite_folder_is_created(tmp_path: Path) -> None:
         ("file:/tmp/x", "/tmp/x"),  # GC3Pie's Url reads it as /tmp/x
         ("SQLITE:///tmp/a.db", "sqlite:////tmp/a.db"),
         ("postgresql://u:Tr0ub4dor@horse@db.example/jobs",
-         "postgresql://u:Tr0ub4dor%40horse@db.example/jobs"),  # user part up to the last @
-        ("postgresql://u:p%40ss@db.example/jobs", "postgresql://u:p%40ss@db.example/jobs"),
+         "postgresql+psycopg://u:Tr0ub4dor%40horse@db.example/jobs"),  # up to the last @
+        ("postgresql://u:p%40ss@db.example/jobs",
+         "postgresql+psycopg://u:p%40ss@db.example/jobs"),
         ("POSTGRESQL+psycopg://u@db.example/jobs", "postgresql+psycopg://u@db.example/jobs"),
     ],
 )
@@ -378,3 +380,97 @@ def test_percent_in_a_store_path(tmp_path: Path) -> None:
         assert list(store.query().ids()) == [id_]
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------- database-server URLs
+
+
+@pytest.mark.parametrize("bad", [
+    "postgresql:/host/db", "postgresql:host/db", "POSTGRESQL:/host/db", "mysql:/host/db",
+    "mariadb:/host/db", "postgresql+psycopg:/host/db", "mysql+pymysql:host/db",
+])
+def test_server_url_without_two_slashes_is_an_error_not_a_directory(
+        bad: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UrlError) as info:
+        make_store(bad + "#table=t")
+    assert "without '//'" in str(info.value) and "://" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # no store was made anywhere
+
+
+@pytest.mark.parametrize("bad", [
+    "postgresql://host", "postgresql://host/", "postgresql://alice:s3cret-pw@host:5432",
+    "mysql://root@127.0.0.1:3306", "mariadb://host/", "postgresql://",
+])
+def test_server_url_without_a_database_is_an_error(bad: str) -> None:
+    with pytest.raises(UrlError, match="names no database") as info:
+        make_store(bad)
+    assert_hidden("s3cret-pw", info.value)
+
+
+def test_server_url_that_cannot_be_read_is_an_error() -> None:
+    with pytest.raises(UrlError, match="cannot be read") as info:
+        make_store("postgresql://alice:s3cret-pw@host:port/db")
+    assert_hidden("s3cret-pw", info.value)
+
+
+@pytest.mark.parametrize(("given", "target"), [
+    ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("postgresql:///db", "postgresql+psycopg:///db"),  # the local socket
+    ("mysql://u@h:3306/db", "mysql+pymysql://u@h:3306/db"),
+    ("mariadb://u@h/db?charset=utf8mb4", "mariadb+pymysql://u@h/db?charset=utf8mb4"),
+    ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("mysql+pymysql://u@h/db", "mysql+pymysql://u@h/db"),
+])
+def test_server_urls_without_a_driver_get_typedstores(given: str, target: str) -> None:
+    url = parse_store_url(given + "#table=t")
+    assert url.target == target
+    assert str(url) == given + "#table=t"  # written down as given (GC3Pie reads it back)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg2://h/db", "postgresql+asyncpg://h/db", "postgresql+pg8000://h/db",
+    "mysql+mysqldb://h/db", "mysql+mysqlconnector://h/db", "mariadb+mariadbconnector://h/db",
+    "sqlite+aiosqlite:///x.db",
+])
+def test_other_drivers_are_refused_clearly(url: str) -> None:
+    driver = url.partition("+")[2].partition(":")[0]
+    with pytest.raises(UrlError, match=f"\\+{driver}: typedstore runs"):
+        make_store(url)
+
+
+@pytest.mark.parametrize(("url", "module", "extra"), [
+    ("postgresql://h/db", "psycopg", "typedstore[postgres]"),
+    ("mysql://h/db", "pymysql", "typedstore[mysql]"),
+    ("mariadb+pymysql://h/db", "pymysql", "typedstore[mysql]"),
+])
+def test_a_missing_driver_names_the_extra(url: str, module: str, extra: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    with pytest.raises(UrlError) as info:
+        make_store(url)
+    assert module in str(info.value) and f"pip install '{extra}'" in str(info.value)
+
+
+def _check_store_works(url: str, driver: str) -> None:
+    store = make_store(url)
+    try:
+        assert store.engine.dialect.driver == driver  # type: ignore[attr-defined]
+        id_ = store.save(Thing("value"))
+        assert store.load(id_).value == "value"
+        assert store.query().ids() == [id_]  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_postgresql_without_a_driver_runs_on_psycopg(pg_base_url: str) -> None:
+    assert pg_base_url.startswith("postgresql+psycopg://")
+    plain = "postgresql://" + pg_base_url.partition("://")[2]
+    _check_store_works(f"{plain}#table=t_{uuid.uuid4().hex[:8]}", "psycopg")
+
+
+@pytest.mark.parametrize("scheme", ["mysql", "mariadb", "mariadb+pymysql"])
+def test_mysql_and_mariadb_without_a_driver_run_on_pymysql(mysql_base_url: str,
+                                                           scheme: str) -> None:
+    plain = f"{scheme}://" + mysql_base_url.partition("://")[2]
+    _check_store_works(f"{plain}#table=t_{uuid.uuid4().hex[:8]}", "pymysql")

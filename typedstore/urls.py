@@ -5,10 +5,20 @@ dispatches on (the scheme, without any ``+driver``), what the backend opens
 (a directory, or a SQLAlchemy URL without the fragment) and the table named by
 ``#table=NAME``. :func:`redact` renders a URL with its password hidden; every
 error message that shows a URL uses it.
+
+Database servers: a URL whose scheme is PostgreSQL's or MariaDB/MySQL's must
+have the form ``scheme[+driver]://[user[:password]@][host][:port]/database``;
+anything else (one slash, no database...) is a :class:`UrlError` saying what is
+wrong, never a store somewhere else. The driver is the one typedstore runs on
+(:data:`DRIVERS`): ``postgresql://`` means psycopg 3 (``postgresql+psycopg``,
+whatever SQLAlchemy's own default), ``mysql://`` and ``mariadb://`` mean
+PyMySQL; another named driver is refused, and a missing driver package is an
+error naming the extra that installs it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass
@@ -21,6 +31,26 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*)://")
 _SQLITE_SHORT = re.compile(r"^(sqlite(?:\+[A-Za-z0-9_]+)?):(?!//)", re.IGNORECASE)
 # ``file:/abs/path``: a file URL without the authority part (GC3Pie reads it as /abs/path).
 _FILE_SHORT = re.compile(r"^file:(?!//)(/.*)$", re.IGNORECASE | re.DOTALL)
+# A database-server scheme without the "//" of an authority: "postgresql:/host/db".
+_SERVER_SHORT = re.compile(r"^((?:postgresql|mysql|mariadb)(?:\+[A-Za-z0-9_]+)?):(?!//)",
+                           re.IGNORECASE)
+
+#: The driver typedstore runs each SQL scheme on (its statements use the driver's
+#: own connection: psycopg 3's streaming cursors, PyMySQL's unbuffered ones), the
+#: package to import and the extra that installs it.
+DRIVERS: dict[str, tuple[str, str, str | None]] = {
+    "postgresql": ("psycopg", "psycopg", "postgres"),
+    "mysql": ("pymysql", "pymysql", "mysql"),
+    "mariadb": ("pymysql", "pymysql", "mysql"),
+    "sqlite": ("pysqlite", "sqlite3", None),
+}
+#: How each server's URL is written, for messages.
+_FORMS = {
+    "postgresql": "postgresql://[user[:password]@]host[:port]/database",
+    "mysql": "mysql://[user[:password]@]host[:port]/database",
+    "mariadb": "mariadb://[user[:password]@]host[:port]/database",
+}
+
 # The password runs from the first ":" of the user part to the last "@" (it may
 # hold "/", "#" or "@" when the URL was not percent-encoded).
 _PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*://[^:/@]*:)(.*)@")
@@ -127,6 +157,13 @@ def parse_store_url(uri: object) -> StoreUrl:
     if short_file is not None:
         path = os.path.abspath(unquote(short_file.group(1)))
         return StoreUrl("file", None, path, None, text, path)
+    server_short = _SERVER_SHORT.match(text)
+    if server_short is not None:
+        scheme = server_short.group(1).lower().partition("+")[0]
+        raise UrlError(
+            f"{scheme} URL without '//' after '{server_short.group(1)}:': write it "
+            f"{_FORMS[scheme]} (read as it is, it would have named a directory): "
+            f"{redact(text)}", redact(text))
     match = _SCHEME.match(text) or _SQLITE_SHORT.match(text)
     if match is None:
         # A bare path names a file store directory; str() gives it absolute, so
@@ -157,12 +194,51 @@ def parse_store_url(uri: object) -> StoreUrl:
             raise UrlError(f"file URL has no path: {redact(text)}", redact(text))
         return StoreUrl("file", None, os.path.abspath(path), table, text)
     if scheme == "sqlite":
+        _check_driver(scheme, driver, redact(text))
         target = _sqlite_target(_lower_scheme(base) if "://" in base else
                                 base[:6].lower() + base[6:], redact(text))
         canonical = target + (f"#{fragment}" if fragment else "")
         return StoreUrl(scheme, driver or None, target, table, text, canonical)
     base = _quote_password(_lower_scheme(base))
+    if scheme in _FORMS:
+        _check_driver(scheme, driver, redact(text))
+        base = _server_target(scheme, base, redact(text))
     return StoreUrl(scheme, driver or None, base, table, text)
+
+
+def _check_driver(scheme: str, driver: str, shown: str) -> None:
+    """Refuse a driver typedstore does not run on, and a missing driver package
+    (naming the extra that installs it)."""
+    name, module, extra = DRIVERS[scheme]
+    if driver and driver != name:
+        raise UrlError(
+            f"{scheme}+{driver}: typedstore runs {scheme} stores on the {name} driver only "
+            f"(it uses that driver's connections directly); write the URL without "
+            f"'+{driver}' or with '+{name}': {shown}", shown)
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        hint = f"pip install 'typedstore[{extra}]'" if extra else f"install {module}"
+        raise UrlError(f"{scheme} stores need the {module} package ({exc}); {hint}: {shown}",
+                       shown) from None
+
+
+def _server_target(scheme: str, base: str, shown: str) -> str:
+    """The SQLAlchemy URL of a database-server store URL, with typedstore's driver;
+    :class:`UrlError` if it is not ``scheme[+driver]://...host.../database``."""
+    import sqlalchemy as sa  # only for server URLs: parsing paths stays light
+
+    try:
+        url = sa.make_url(base)
+        _ = url.port
+    except Exception as exc:
+        raise UrlError(f"{scheme} URL cannot be read ({type(exc).__name__}: "
+                       f"{redact(str(exc))}); write it {_FORMS[scheme]}: {shown}", shown) from None
+    if not url.database:
+        raise UrlError(f"{scheme} URL names no database (the path after host[:port]/): write "
+                       f"it {_FORMS[scheme]}: {shown}", shown)
+    name = DRIVERS[scheme][0]
+    return f"{scheme}+{name}://{base.partition('://')[2]}"
 
 
 def _lower_scheme(url: str) -> str:
