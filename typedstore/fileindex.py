@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 #: ``_pending`` values.
 SETTLED, WRITING, OTHERS_STALE = 0, 1, 2
 
+#: How rows store their values: 2 since the type map (:mod:`typedstore.typemap`:
+#: UTC datetimes, scaled decimals...). Rows of an older index are made again from
+#: the pickles (marked as being written) when a store opens it.
+ROW_FORMAT = 2
+
 
 def file_stamp(path: str | os.PathLike[str]) -> str | None:
     """``"inode:size:mtime_ns"`` of a record file (``None`` if it is gone).
@@ -109,7 +114,9 @@ class FileIndex:
         self.engine = create_store_engine(sa.URL.create("sqlite", database=str(path)))
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
                 conn.begin():
+            existed = sa.inspect(conn).has_table("records")
             self.table.create(conn, checkfirst=True)
+            self._upgrade_rows(conn, existed)
             self._widen(conn)
             self._check_coverage(conn)
         self.synced = False
@@ -120,13 +127,32 @@ class FileIndex:
         self._writer = ""
         self._compile_commit_sql()
 
+    def _upgrade_rows(self, conn: sa.Connection, existed: bool) -> None:
+        """Make the rows of an index written before :data:`ROW_FORMAT` again from the
+        pickles (a query rebuilds rows marked as being written), and record the format."""
+        formats = sa.Table("index_format", sa.MetaData(),
+                           sa.Column("row_format", sa.Integer, nullable=False))
+        formats.create(conn, checkfirst=True)
+        found = conn.execute(sa.select(formats.c.row_format)).scalar()
+        if found is not None and found >= ROW_FORMAT:
+            return
+        if existed:
+            marked = conn.execute(self.table.update().values(
+                _pending=WRITING, _writer="row-format")).rowcount
+            if marked:
+                log.info("file store index: %d row(s) of an older format are indexed again "
+                         "from the pickles", marked)
+        conn.execute(formats.delete())
+        conn.execute(formats.insert().values(row_format=ROW_FORMAT))
+
     def _widen(self, conn: sa.Connection) -> None:
         """Add this store's columns the index lacks (and bump the columns' version)."""
         have = {c["name"] for c in sa.inspect(conn).get_columns("records")}
         added = [c for c in self.table.columns if c.name not in have]
+        quote = conn.dialect.identifier_preparer.quote
         for column in added:
             kind = column.type.compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f'ALTER TABLE records ADD COLUMN "{column.name}" {kind}')
+            conn.exec_driver_sql(f"ALTER TABLE records ADD COLUMN {quote(column.name)} {kind}")
         if added:
             log.info("file store index: added column(s) %s; re-indexing from the pickles",
                      ", ".join(c.name for c in added))
@@ -134,8 +160,8 @@ class FileIndex:
             for column in added:
                 if column.index:
                     conn.exec_driver_sql(
-                        f'CREATE INDEX IF NOT EXISTS "ix_records_{column.name}" '
-                        f'ON records ("{column.name}")')
+                        f"CREATE INDEX IF NOT EXISTS {quote('ix_records_' + column.name)} "
+                        f"ON records ({quote(column.name)})")
             version = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
             conn.exec_driver_sql(f"PRAGMA user_version = {int(version) + 1}")
 
@@ -163,9 +189,10 @@ class FileIndex:
 
     def _compile_commit_sql(self) -> None:
         columns = list(self.table.columns)
-        names = ", ".join(f'"{c.name}"' for c in columns)
+        quote = self.engine.dialect.identifier_preparer.quote
+        names = ", ".join(quote(c.name) for c in columns)
         marks = ", ".join("?" for _ in columns)
-        updates = ", ".join(f'"{c.name}" = excluded."{c.name}"' for c in columns
+        updates = ", ".join(f"{quote(c.name)} = excluded.{quote(c.name)}" for c in columns
                             if c.name != "id")
         self._upsert_sql = (f"INSERT INTO records ({names}) VALUES ({marks}) "
                             f"ON CONFLICT (id) DO UPDATE SET {updates}")

@@ -248,3 +248,22 @@ def test_emoji_in_databases_with_other_character_sets(mysql_base_url: str) -> No
                     conn.execute(sa.text(f"DROP DATABASE `{database}`"))
     finally:
         admin.dispose()
+
+
+def test_a_file_store_index_of_an_older_format_is_made_again(tmp_path: Any) -> None:
+    """Index rows written before the type map (a Decimal stored as a float, a datetime
+    as local wall time) are made again from the pickles when a store opens it."""
+    directory = tmp_path / "jobs"
+    store = make_store(str(directory), row_model=TypedRow)
+    store.save(full_thing(m=Decimal("1.5"), t=aware(2024, 1, 1, 12, offset_minutes=60)))
+    store.close()
+    index = next(directory.parent.glob(".jobs.typedstore/index.db"))
+    engine = sa.create_engine(f"sqlite:///{index}")
+    with engine.begin() as conn:  # as an index of an older typedstore had it
+        conn.execute(sa.text("DROP TABLE index_format"))
+        conn.execute(sa.text("UPDATE records SET m = 1.5, t = '2024-01-01 12:00:00.000000'"))
+    engine.dispose()
+    store = make_store(str(directory), row_model=TypedRow)
+    rows = store.query(TypedRow.m == Decimal("1.5")).rows()  # type: ignore[attr-defined]
+    assert [(r.m, r.t) for r in rows] == [(Decimal("1.500000"), aware(2024, 1, 1, 11))]
+    store.close()
