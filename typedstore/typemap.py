@@ -348,8 +348,11 @@ class PortableUuid(sa.types.TypeDecorator[uuid.UUID]):
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
-def _check_text(value: str, indexed: bool) -> str:
-    bad = _BAD_TEXT.search(value)
+def _check_text(value: str, indexed: bool = False) -> str:
+    if value.isascii():  # a flag of the string in CPython: the common case costs little
+        bad = _BAD_TEXT.search(value) if "\x00" in value else None
+    else:
+        bad = _BAD_TEXT.search(value)
     if bad is not None:
         if bad.group() == "\x00":
             raise Refused("the text holds a NUL character (\\x00), which PostgreSQL cannot "
@@ -363,6 +366,10 @@ def _check_text(value: str, indexed: bool) -> str:
                           f"most {INDEXED_VALUE_BYTES} (PostgreSQL's index limit): declare it "
                           "without index=True for longer values")
     return value
+
+
+def _check_indexed_text(value: str) -> str:
+    return _check_text(value, indexed=True)
 
 
 def _check_bytes(value: bytes, indexed: bool) -> bytes:
@@ -531,10 +538,7 @@ def field_type(model: type, name: str, field: FieldInfo) -> FieldType:
         exact = frozenset({float}) if plain else exact
     elif base is str:
         kind, column = "str", Text(max_length)
-
-        def check(value: str, indexed: bool = indexed) -> str:
-            return _check_text(value, indexed)
-
+        check = _check_indexed_text if indexed else _check_text
         exact = frozenset({str}) if plain else exact
     elif base is bytes:
         kind, column = "bytes", Bytes()
