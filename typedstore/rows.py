@@ -191,23 +191,6 @@ def _validation(field: FieldInfo, mapped: FieldType) -> tuple[TypeAdapter[Any], 
     return TypeAdapter(annotated), mapped.exact
 
 
-def _lenient_check(type_: sa.types.TypeEngine[Any]) -> Callable[[Any], Any] | None:
-    """The value policy of a GC3Pie ``extra_fields`` column, from its SQL type:
-    text without NUL or surrogates, finite floats, 64-bit integers (values it
-    refuses are stored as NULL, with a warning)."""
-    try:
-        python_type = type_.python_type
-    except NotImplementedError:
-        return None
-    if python_type is str:
-        return typemap.check_state
-    if python_type is float:
-        return typemap.check_float
-    if python_type is int:
-        return typemap.check_int
-    return None
-
-
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
@@ -284,7 +267,7 @@ class RowBuilder:
                 check = field_type.check
                 nullable = field_type.nullable
             elif lenient:
-                check = _lenient_check(column.type)
+                check = typemap.column_check(column.type)
             has_default = DEFAULT_KEY in column.info
             self.fields.append(FieldSpec(
                 column.name, fast_accessor(extractor), column.info.get(DEFAULT_KEY), adapter,

@@ -420,6 +420,45 @@ def check_state(value: str) -> str:
     return _check_text(value, indexed=False)
 
 
+def column_check(type_: sa.types.TypeEngine[Any]) -> Callable[[Any], Any] | None:
+    """The value policy of a column of a plain SQLAlchemy type (GC3Pie's
+    ``extra_fields``, which are not row fields): text without NUL or surrogates and
+    within the column's length, finite floats, integers within the column's size
+    (``SMALLINT`` 16, ``INTEGER`` 32, ``BIGINT`` 64 bits, as PostgreSQL and MariaDB
+    hold them). Values of other types pass."""
+    if isinstance(type_, (sa.Enum, sa.Boolean)):
+        return None
+    if isinstance(type_, sa.Integer):
+        bits = 16 if isinstance(type_, sa.SmallInteger) else \
+            64 if isinstance(type_, sa.BigInteger) else 32
+        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+        def check_integer(value: Any) -> Any:
+            if isinstance(value, int) and not low <= value <= high:
+                raise Refused(f"{value} is outside the {bits}-bit range of the column")
+            return value
+
+        return check_integer
+    if isinstance(type_, sa.Float):
+        def check_number(value: Any) -> Any:
+            return _check_float(value) if isinstance(value, float) else value
+
+        return check_number
+    if isinstance(type_, sa.String):
+        length = type_.length
+
+        def check_string(value: Any) -> Any:
+            if not isinstance(value, str):
+                return value
+            if length is not None and len(value) > length:
+                raise Refused(f"the text is {len(value)} characters long; the column holds "
+                              f"{length}")
+            return _check_text(value)
+
+        return check_string
+    return None
+
+
 # ---------------------------------------------------------------- the map
 
 

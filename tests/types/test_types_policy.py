@@ -118,16 +118,20 @@ def test_gc3pie_extra_fields_store_null_for_refused_values(
         open_all: OpenAll, caplog: pytest.LogCaptureFixture) -> None:
     """GC3Pie's extra_fields are lenient: a value no backend could store is NULL (with a
     warning), never a raw driver error."""
-    extra = {sa.Column("jobname", sa.String(64)): lambda obj: obj.jobname,
-             sa.Column("ratio", sa.Float): lambda obj: obj.ratio}
+    extra = {sa.Column("jobname", sa.String(8)): lambda obj: obj.jobname,
+             sa.Column("ratio", sa.Float): lambda obj: obj.ratio,
+             sa.Column("returncode", sa.Integer): lambda obj: obj.returncode}
     stores = open_all(extra_fields=extra)
     for name in ("sqlite", "postgresql", "mysql"):
         store = stores[name]
         with caplog.at_level(logging.WARNING, logger="typedstore"):
-            store.save(Thing(jobname="a\x00b", ratio=float("nan")))
-            store.save(Thing(jobname="fine", ratio=0.5))
+            store.save(Thing(jobname="a\x00b", ratio=float("nan"), returncode=2**31))
+            store.save(Thing(jobname="too long a name", ratio=float("-inf"),
+                             returncode=-(2**31) - 1))
+            store.save(Thing(jobname="fine", ratio=0.5, returncode=-(2**31)))
         rows = store.query().tuples()  # type: ignore[attr-defined]
-        assert [(r.jobname, r.ratio) for r in rows] == [(None, None), ("fine", 0.5)], name
+        assert [(r.jobname, r.ratio, r.returncode) for r in rows] == [
+            (None, None, None), (None, None, None), ("fine", 0.5, -(2**31))], name
     assert any("NUL" in r.getMessage() for r in caplog.records)
 
 
