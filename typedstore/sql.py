@@ -35,7 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from .connections import StoreConnection, Timeouts
+from .connections import OTHER, StoreConnection, Timeouts, classify
 from .defaults import (
     COUNTER_ATTEMPTS,
     DEFAULT_PROTOCOL,
@@ -272,8 +272,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             with self.engine.connect() as conn:
                 state: TableState | None = inspect_store(conn, table)
         except sa.exc.OperationalError as busy:
-            if not create:
-                raise
+            if not create or classify(busy, self.engine.dialect) != OTHER:
+                raise  # not a table being changed: the server is unreachable, or slow
             # MariaDB: another process is changing the table (error 1684):
             # look again under the schema lock, which it holds.
             log.debug("%s: table %r is being changed elsewhere: %s", self.url.redacted,

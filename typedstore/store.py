@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from .defaults import DEFAULT_PROTOCOL, RETRY_ATTEMPTS, RETRY_BACKOFF, RETRY_MAX_BACKOFF
 from .errors import (
     ConflictError,
+    ConnectionLostError,
     LoadError,
     NotFoundError,
     SaveError,
@@ -171,13 +172,13 @@ class _TransactionBlock:
                     store._commit()
             except BaseException as failure:
                 store._abort(txn)
-                if isinstance(failure, ConflictError):
+                if isinstance(failure, (ConflictError, ConnectionLostError)):
                     store._forget_conflicting(failure)
                 raise
             else:
                 if exc_type is not None:
                     store._abort(txn)
-                    if isinstance(exc, ConflictError):
+                    if isinstance(exc, (ConflictError, ConnectionLostError)):
                         store._forget_conflicting(exc)
                 else:
                     store._identity.end(rollback=False)
@@ -376,10 +377,12 @@ class Store(ABC):
         """
         return _TransactionBlock(self)
 
-    def _forget_conflicting(self, conflict: ConflictError) -> None:
-        """After a conflict: the next load of each conflicting id reads the stored
-        record again, so "load it again and reapply" converges."""
-        self.stats.conflicts += 1
+    def _forget_conflicting(self, conflict: ConflictError | ConnectionLostError) -> None:
+        """After a conflict (or a write whose outcome is unknown): the next load of
+        each id involved reads the stored record again, so "load it again and
+        reapply" converges."""
+        if isinstance(conflict, ConflictError):
+            self.stats.conflicts += 1
         for ref in conflict.ids:
             try:
                 self._identity.evict(self._coerce_id(ref))
@@ -700,9 +703,15 @@ def make_store(uri: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Store:
 
     A bare path or ``file:///dir`` gives a :class:`FilesystemStore`;
     ``sqlite:///...``, ``postgresql[+driver]://...`` and ``mysql[+driver]://...``
-    give a :class:`SqlStore`; ``#table=NAME`` picks the SQL table. Other
-    arguments go to the constructor; each backend accepts and ignores the
-    other's keyword arguments. Raises :class:`UrlError` for an unknown scheme.
+    give a :class:`SqlStore`; ``#table=NAME`` picks the SQL table. ``uri`` may
+    also be a URL object whose ``str()`` is the URL (GC3Pie's ``gc3libs.url.Url``).
+    Other arguments go to the constructor (see each class for its options:
+    ``row_model``, ``create``, ``idfactory``, ``protocol``, ``allowed_classes``,
+    ``missing_classes``, ``gc3pie_compatible``, the timeouts ``connect_timeout``,
+    ``lock_timeout``, ``statement_timeout``, ``read_timeout`` in seconds, ...);
+    each backend accepts the other's keyword arguments and logs a warning for
+    one no backend takes. Raises :class:`UrlError` for an unknown scheme or a
+    malformed URL.
     """
     parsed = parse_store_url(uri)
     constructor = Store._registry.get(parsed.scheme)
