@@ -246,10 +246,20 @@ def check_store(state: TableState, wanted: sa.Table, url: str) -> None:
     missing = [c.name for c in wanted.columns
                if c.name not in state.columns and c.name not in BOOKKEEPING_COLUMNS]
     if missing:
+        required = [c.name for c in wanted.columns if c.name in missing and not c.nullable
+                    and c.server_default is None and DEFAULT_KEY not in c.info]
+        how = ("add them with typedstore.upgrade(url, row_model=...) (new nullable or "
+               "defaulted columns) or a reviewed migration (docs/schema-evolution.md)")
+        if required:
+            how = (f"{', '.join(required)} {'is' if len(required) == 1 else 'are'} required "
+                   "(no default, not optional): the stored rows need a value, so add "
+                   f"{'it' if len(required) == 1 else 'them'} with a migration that "
+                   "back-fills the rows (docs/schema-evolution.md)"
+                   + ("; the others with typedstore.upgrade(url, row_model=...)"
+                      if len(required) < len(missing) else ""))
         raise SchemaError(
             f"{redact(url)}: table {table!r} lacks the column(s) {', '.join(missing)} of the "
-            "row model; add them with typedstore.upgrade(url, row_model=...) (new nullable "
-            "or defaulted columns) or a reviewed migration (docs/schema-evolution.md)",
+            f"row model; {how}",
             table=table, missing_columns=missing,
         )
 

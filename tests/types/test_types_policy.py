@@ -176,6 +176,18 @@ def test_a_required_field_added_to_an_existing_table_needs_a_backfill(
         assert not columns & {"jobname", "cores", "when", "mode", "ok"}, name  # nothing added
 
 
+def test_opening_an_existing_table_without_a_required_field_says_how(open_all: OpenAll
+                                                                     ) -> None:
+    stores = open_all()
+    for name in ("sqlite", "postgresql", "mysql"):
+        url = str(stores[name].url)
+        with pytest.raises(SchemaError) as info:
+            make_store(url, row_model=RequiredRow)
+        message = str(info.value)
+        assert "jobname, cores, when are required" in message, name
+        assert "back-fills" in message and "the others with typedstore.upgrade" in message
+
+
 # ---------------------------------------------------------------- failed creations
 
 
