@@ -192,7 +192,10 @@ def _validation(field: FieldInfo, mapped: FieldType) -> tuple[TypeAdapter[Any], 
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # an int of thousands of digits, a broken __repr__
+        return f"a {type(value).__name__}"
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 

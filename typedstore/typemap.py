@@ -382,7 +382,10 @@ def _check_bytes(value: bytes, indexed: bool) -> bytes:
 
 def _check_int(value: int) -> int:
     if not INT64_MIN <= value <= INT64_MAX:
-        raise Refused(f"{value} is outside the 64-bit integer range "
+        # An integer of thousands of digits cannot even be printed (sys.set_int_max_str_digits).
+        shown = str(value) if value.bit_length() <= 256 else \
+            f"an integer of {value.bit_length()} bits"
+        raise Refused(f"{shown} is outside the 64-bit integer range "
                       "(-2**63 .. 2**63-1) every backend stores")
     return value
 
@@ -435,7 +438,8 @@ def column_check(type_: sa.types.TypeEngine[Any]) -> Callable[[Any], Any] | None
 
         def check_integer(value: Any) -> Any:
             if isinstance(value, int) and not low <= value <= high:
-                raise Refused(f"{value} is outside the {bits}-bit range of the column")
+                shown = str(value) if value.bit_length() <= 256 else "the integer"
+                raise Refused(f"{shown} is outside the {bits}-bit range of the column")
             return value
 
         return check_integer

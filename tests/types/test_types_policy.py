@@ -40,6 +40,7 @@ REFUSALS: dict[str, tuple[str, Any, str]] = {
     "surrogate": ("s", "lone \ud83d half", "lone surrogate (U+D83D)"),
     "int64+": ("i", 2**63, "64-bit integer range"),
     "int64-": ("i", -(2**63) - 1, "64-bit integer range"),
+    "int-huge": ("i", 10**5000, "an integer of 16610 bits is outside"),
     "naive": ("t", dt.datetime(2024, 1, 1, 12), "naive datetime"),
     "naive-text": ("t", "2024-01-01T12:00:00", "naive datetime"),
     "before-year-1": ("t", aware(1, 1, 1, 0, 30, offset_minutes=60), "years 1..9999"),
