@@ -56,6 +56,7 @@ from .errors import (
     ConnectError,
     ConnectionLostError,
     ConnectTimeout,
+    DeadlockError,
     LoadError,
     LockTimeout,
     OutcomeUnknownError,
@@ -157,6 +158,24 @@ class Timeouts:
 
 
 # ---------------------------------------------------------------- errors
+
+
+#: Errors of a transaction the server ended to break a deadlock (or to keep
+#: transactions serializable): PostgreSQL SQLSTATEs, MySQL/MariaDB error numbers.
+_DEADLOCK_SQLSTATES = frozenset({"40P01", "40001"})
+_DEADLOCK_MYSQL = frozenset({1213})
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says the server broke a deadlock."""
+    for item in _chain(exc):
+        if getattr(item, "sqlstate", None) in _DEADLOCK_SQLSTATES:
+            return True
+        args = getattr(item, "args", ())
+        if args and isinstance(args[0], int) and args[0] in _DEADLOCK_MYSQL \
+                and type(item).__module__.startswith("pymysql"):
+            return True
+    return False
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -630,6 +649,11 @@ class StoreConnection:
             return self._too_large(sql, params, many, None, ids)
         if kind in (CONNECT, CONNECT_TIMEOUT):
             return self._connect_error(exc)
+        if is_deadlock(exc):
+            return DeadlockError(
+                f"{store}: {what} was ended by the server to break a deadlock with another "
+                f"client ({_said(exc)}); the server rolled the whole transaction back, "
+                f"{nothing}: run it again (store.retry does)", ids)
         message = f"{store}: {what} failed: {_said(exc)}"
         if _first_word(sql) == "SELECT":
             return LoadError(message, ids[0] if ids else None)

@@ -231,3 +231,13 @@ class OutcomeUnknownError(ConnectionLostError):
     overwritten)."""
 
     committed = None
+
+
+class DeadlockError(ConflictError):
+    """The server ended the transaction to break a deadlock (or a serialization
+    failure): nothing of it was written. Running it again is the cure, as for
+    any conflict (``store.retry`` does).
+
+    PostgreSQL SQLSTATE 40P01/40001, MySQL/MariaDB error 1213: the server rolls
+    the whole transaction back (MariaDB's InnoDB too), so no half of it remains.
+    """

@@ -592,7 +592,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         Raises TypeError for another type, NotFoundError (a LoadError) for a
         string or number that cannot be a stored id; before any statement runs.
         """
-        if type(id_) is IntId:
+        if type(id_) is IntId and 0 <= id_ < 2**63:
             return id_
         if isinstance(id_, int) and not isinstance(id_, bool):
             number = int(id_)
@@ -744,7 +744,11 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             self._open_db_txn()
             self._flush_inserts()
             # Not the store's cursor: loads may run while the caller iterates.
-            yield from self._raw_select(statement, named, self._link.new_cursor())
+            try:
+                yield from self._raw_select(statement, named, self._link.new_cursor())
+            except Exception:
+                self._doom_own_txn()
+                raise
         elif isinstance(self.engine.pool, sa.pool.StaticPool):
             # An in-memory database has one connection, the store's own: read
             # under the store's lock (never during another thread's open
@@ -808,7 +812,13 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                              for row in batch]
                 yield batch if make is None else list(map(make, batch))
         finally:
-            cursor.close()
+            try:
+                cursor.close()
+            except Exception as exc:
+                # A dead connection's streaming cursor (PyMySQL's SSCursor) fails
+                # to close; the error that ended the stream, if any, goes on.
+                log.warning("%s: closing a query cursor failed: %s: %s", self._describe(),
+                            type(exc).__name__, exc)
 
     def _load_rows(self, batches: Iterable[Sequence[Any]]) -> Iterator[Any]:
         # One lock per batch and one identity-map lookup per row; the objects

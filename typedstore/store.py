@@ -138,6 +138,15 @@ class _TransactionBlock:
         store._lock.acquire()
         txn = store._txn
         if txn is not None:
+            if txn.doomed:
+                # An earlier step failed: the server may already have ended the
+                # transaction (a deadlock on MariaDB, any error on PostgreSQL), so
+                # a write now could commit on its own. Refuse it.
+                store._lock.release()
+                raise TransactionError(
+                    f"{store._describe()}: an earlier operation of this transaction failed; "
+                    "it will be rolled back: leave the transaction block (nothing more "
+                    "is written in it)")
             txn.depth += 1
             self.outer = False
             self.txn = txn
@@ -401,8 +410,12 @@ class Store(ABC):
         ConflictError after ``attempts`` tries, and any other error at once.
         ``store.stats`` counts conflicts and retries.
         """
-        if attempts < 1:
-            raise ValueError(f"attempts must be at least 1, not {attempts}")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be an integer of at least 1, not {attempts!r}")
+        for name, value in (("backoff", backoff), ("max_backoff", max_backoff)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
         for attempt in range(1, attempts + 1):
             try:
                 with self.transaction():
@@ -424,6 +437,15 @@ class Store(ABC):
         for obj, old_id, old_changed in reversed(txn.undo):
             _restore_attr(obj, "persistent_id", old_id)
             _restore_attr(obj, "changed", old_changed)
+            if old_id is not _NO_ATTR and old_id is not None:
+                # The object may hold changes the rollback did not write: the next
+                # load of its id (in any thread) reads the stored record, and
+                # saving this object is checked against the version it was read at.
+                try:
+                    self._identity.evict(self._coerce_id(old_id))
+                except (StoreError, TypeError) as exc:
+                    log.debug("%s: %r not evicted after rollback: %s", self._describe(),
+                              old_id, exc)
         self.idfactory.discard_reserved()
 
     # ------------------------------------------------------------ saving
@@ -562,7 +584,13 @@ class Store(ABC):
             obj = self._identity.get(pid)
             if obj is not None:
                 return obj
-            return self._load_record(pid)
+            try:
+                return self._load_record(pid)
+            except NotFoundError:
+                raise
+            except BaseException:
+                self._doom_own_txn()
+                raise
 
     def _load_record(self, pid: Any, payload: bytes | None = None,
                      version: int | None = None) -> Any:
@@ -638,7 +666,20 @@ class Store(ABC):
     def list(self) -> list[Any]:
         """Return the ids of every stored object."""
         with self._lock:
-            return self._ids()
+            try:
+                return self._ids()
+            except BaseException:
+                self._doom_own_txn()
+                raise
+
+    def _doom_own_txn(self) -> None:
+        """A read failed inside this thread's transaction: the database may have
+        ended the transaction (PostgreSQL aborts it on any error and turns its
+        COMMIT into a ROLLBACK), so it must not look committed: it ends in
+        :class:`TransactionError`, and no later write runs in it."""
+        txn = self._own_txn()
+        if txn is not None:
+            txn.doomed = True
 
     def query(self, *conditions: Any, **equal: Any) -> Query:
         """Rows matching every condition (``JobRow.cores > 8``) and ``column=value`` pair.
