@@ -514,6 +514,12 @@ class Store(ABC):
         if new or forced_id is not None:
             # New, or replaced on purpose (replace() overwrites whatever is stored).
             expected = None
+            if forced_id is not None and old_id is not _NO_ATTR and old_id is not None:
+                # replace(b, obj) of an object stored as a: it becomes record b (as
+                # in GC3Pie); a must no longer give this object.
+                previous = self._coerce_id(old_id)
+                if previous != forced_id and self._identity.get(previous) is obj:
+                    self._identity.discard(previous)
         elif self._identity.get(pid) is obj:
             expected = self._identity.version(pid)
         else:

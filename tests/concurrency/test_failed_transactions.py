@@ -119,3 +119,16 @@ def test_deadlocks_are_conflicts_that_retry_resolves(backend: str,
     assert (check.load(x).n, check.load(y).n) == (2, 2)
     assert sum(s.stats.conflicts for s in stores) >= 1  # the deadlock victim retried
     assert issubclass(DeadlockError, ConflictError)
+
+
+def test_replace_under_another_id_moves_the_object(open_store: Callable[..., Store]) -> None:
+    store = open_store()
+    a, b = Job(1), Job(2)
+    id_a, id_b = store.save(a), store.save(b)
+    a.n = 99
+    store.replace(id_b, a)
+    assert a.persistent_id == id_b
+    assert store.load(id_b) is a
+    again = store.load(id_a)
+    assert again is not a and again.n == 1
+    assert open_store().load(id_b).n == 99
