@@ -101,6 +101,11 @@ _REPEATABLE = ("SELECT", "BEGIN", "SET", "SHOW")
 # ---------------------------------------------------------------- timeouts
 
 
+#: The longest timeout a store takes, in seconds: PostgreSQL's settings hold at
+#: most 2**31 - 1 milliseconds (about 24.8 days); the servers refuse more.
+MAX_TIMEOUT = 2_000_000.0
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """A store's timeouts, in seconds (see :mod:`typedstore.defaults` for each).
@@ -135,11 +140,15 @@ class Timeouts:
             "lock_timeout": defaults.LOCK_TIMEOUT if lock is None else lock,
             "statement_timeout": defaults.STATEMENT_TIMEOUT if statement is None else statement,
         }
-        for name, value in values.items():
+        for name, value in [*values.items(), ("read_timeout", read)]:
+            if name == "read_timeout" and value is None:
+                continue
             if (not isinstance(value, (int, float)) or isinstance(value, bool)
                     or math.isnan(value) or value < 0
-                    or (value == 0 and name != "statement_timeout")):
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+                    or (value == 0 and name != "statement_timeout")
+                    or value > MAX_TIMEOUT):
+                raise ValueError(f"{name} must be a positive number of seconds, at most "
+                                 f"{MAX_TIMEOUT:g} (PostgreSQL's limit), not {value!r}")
         lock_s, statement_s = float(values["lock_timeout"]), float(values["statement_timeout"])
         if read is None:
             read_s = max(defaults.READ_TIMEOUT, lock_s + defaults.READ_TIMEOUT_MARGIN,

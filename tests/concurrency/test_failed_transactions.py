@@ -132,3 +132,13 @@ def test_replace_under_another_id_moves_the_object(open_store: Callable[..., Sto
     again = store.load(id_a)
     assert again is not a and again.n == 1
     assert open_store().load(id_b).n == 99
+
+
+@pytest.mark.parametrize("name", ["connect_timeout", "lock_timeout", "statement_timeout",
+                                  "read_timeout"])
+@pytest.mark.parametrize("value", [float("inf"), 1e12, -1, float("nan"), "5", True])
+def test_timeouts_out_of_range_are_refused(tmp_path: Any, name: str, value: Any) -> None:
+    from typedstore import SqlStore
+
+    with pytest.raises(ValueError, match=name):
+        SqlStore(f"sqlite:///{tmp_path}/t.db", **{name: value})
