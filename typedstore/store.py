@@ -353,7 +353,14 @@ class Store(ABC):
         (its lock, and a transaction another of its threads had open)."""
         self._pid = os.getpid()
         self._lock = threading.RLock()
-        self._txn = None
+        txn, self._txn = self._txn, None
+        if txn is not None:
+            # Another thread of the parent was inside a transaction: in the child
+            # it never commits, so its writes must not be seen here either.
+            self._identity.end(rollback=True)
+            for obj, old_id, old_changed in reversed(txn.undo):
+                _restore_attr(obj, "persistent_id", old_id)
+                _restore_attr(obj, "changed", old_changed)
 
     def _describe(self) -> str:
         return self.url.redacted if self.url is not None else type(self).__name__

@@ -142,3 +142,39 @@ def test_timeouts_out_of_range_are_refused(tmp_path: Any, name: str, value: Any)
 
     with pytest.raises(ValueError, match=name):
         SqlStore(f"sqlite:///{tmp_path}/t.db", **{name: value})
+
+
+def test_a_child_forked_during_another_threads_transaction_sees_none_of_it(
+        open_store: Callable[..., Store]) -> None:
+    import os
+
+    store = open_store()
+    kept = store.save(Job(1))
+    inside, release = threading.Event(), threading.Event()
+    box: dict[str, Any] = {}
+
+    def writer() -> None:
+        with pytest.raises(RuntimeError), store.transaction():
+            job = Job(2)
+            box["id"] = store.save(job)
+            inside.set()
+            release.wait(30)
+            raise RuntimeError("roll back")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(30)
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's open transaction is not its own
+        code = 1
+        try:
+            try:
+                store.load(box["id"])
+            except LookupError:
+                code = 0 if store.load(kept).n == 1 else 2
+        finally:
+            os._exit(code)
+    release.set()
+    thread.join(30)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
