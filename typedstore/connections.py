@@ -409,6 +409,7 @@ class StoreConnection:
                 sock = getattr(conn, "_sock", None)  # PyMySQL keeps no public handle
                 fd = sock.fileno() if sock is not None else -1
         except Exception:
+            log.debug("no socket to poll for this connection", exc_info=True)
             return None
         if fd < 0:
             return None
@@ -872,6 +873,7 @@ def _safe_ids(ids: Callable[[], Iterable[Any]]) -> tuple[Any, ...]:
     try:
         return tuple(ids())
     except Exception:
+        log.debug("the ids of a failed statement could not be named", exc_info=True)
         return ()
 
 

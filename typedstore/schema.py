@@ -642,6 +642,8 @@ def _server_default(connection: sa.Connection, column: sa.Column[Any], default: 
         literal = sa.literal(default, type_=column.type).compile(
             dialect=connection.dialect, compile_kwargs={"literal_binds": True})
     except Exception:
+        log.debug("default %r of column %s cannot be a server default", default, column.name,
+                  exc_info=True)
         return None
     return sa.DefaultClause(sa.text(str(literal)))
 
