@@ -33,9 +33,10 @@ HERE = Path(__file__).resolve().parent
 GC3SIDE = HERE / "gc3side.py"
 
 GC3PIE_VERSION = "2.6.8"
-#: GC3Pie's run-time dependencies (less pycrypto), plus the database drivers its
-#: SQLAlchemy 1.3 uses: psycopg2 for ``postgresql://``, PyMySQL for ``mysql+pymysql://``.
-DEPENDENCIES = (
+#: GC3Pie 2.6.8's run-time dependencies, less pycrypto (used only by its EC2 and
+#: OpenStack backends; it does not build on current Pythons) and SQLAlchemy.
+#: Also used by tests/gc3pie_integration.
+GC3PIE_DEPENDENCIES = (
     "blinker",
     "coloredlogs",
     "dictproxyhack",
@@ -48,10 +49,10 @@ DEPENDENCIES = (
     "python-daemon",
     "pyyaml",
     "six",
-    "sqlalchemy<1.4",
-    "psycopg2-binary",
-    "pymysql",
 )
+#: This venv's: GC3Pie's pinned SQLAlchemy and the drivers it uses, psycopg2 for
+#: ``postgresql://`` and PyMySQL for ``mysql+pymysql://``.
+DEPENDENCIES = (*GC3PIE_DEPENDENCIES, "sqlalchemy<1.4", "psycopg2-binary", "pymysql")
 #: Checked after the install (and by the marker): what the tests rely on.
 IMPORT_CHECK = """
 import json, sys

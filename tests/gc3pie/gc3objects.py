@@ -20,6 +20,8 @@ of the two ``Persistable`` classes.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -336,3 +338,12 @@ def all_persistables(roots: Iterable[Any]) -> list[Any]:
     for root in roots:
         walk(root)
     return found
+
+
+def write_result(path: str, result: Mapping[str, Any]) -> None:
+    """Write a side's JSON result to ``path`` whole (temporary file, then rename),
+    so the test never reads a half-written one."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as stream:
+        json.dump(result, stream, ensure_ascii=True, indent=1, sort_keys=True)
+    os.replace(tmp, path)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import logging
 import os
 import sys
@@ -299,10 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     result["side"] = "gc3pie"
     result["versions"] = {"gc3pie": version("gc3pie"), "sqlalchemy": sa.__version__,
                           "python": sys.version.split()[0]}
-    tmp = f"{args.out}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as stream:
-        json.dump(result, stream, ensure_ascii=True, indent=1, sort_keys=True)
-    os.replace(tmp, args.out)
+    gc3objects.write_result(args.out, result)
     return 0
 
 

@@ -10,7 +10,6 @@ directory). Stores are opened as a GC3Pie program would open them, with
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -92,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     result = save_more(args.url, args.tag, args.count, args.rounds, args.pause, args.start_file)
-    tmp = f"{args.out}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as stream:
-        json.dump(result, stream, ensure_ascii=True, indent=1, sort_keys=True)
-    os.replace(tmp, args.out)
+    gc3objects.write_result(args.out, result)
     return 0
 
 

@@ -31,27 +31,14 @@ from typing import Any
 
 from filelock import FileLock
 
+# The one list of GC3Pie's version and dependencies (tests/gc3pie builds the other venv).
+from tests.gc3pie.gc3env import GC3PIE_DEPENDENCIES, GC3PIE_VERSION
+
 HERE = Path(__file__).resolve().parent
 #: The checkout under test: tests/gc3pie_integration/ is two levels below it.
 REPO_ROOT = HERE.parent.parent
 PROGRAM = HERE / "gc3_program.py"
 
-GC3PIE_VERSION = "2.6.8"
-#: GC3Pie 2.6.8's run-time dependencies less pycrypto and SQLAlchemy.
-GC3PIE_DEPENDENCIES = (
-    "blinker",
-    "coloredlogs",
-    "dictproxyhack",
-    "future>=0.17",
-    "lockfile",
-    "paramiko",
-    "parsedatetime",
-    "prettytable",
-    "pyCLI",
-    "python-daemon",
-    "pyyaml",
-    "six",
-)
 #: typedstore's extras installed with it.
 EXTRAS = "postgres,mysql"
 MARKER = ".typedstore-integration-ready"
