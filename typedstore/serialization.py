@@ -522,6 +522,7 @@ def loads(
     allow: AllowFn | None = None,
     owner: object = None,
     placeholders: bool = False,
+    aliased: bool = False,
 ) -> Any:
     """Unpickle ``data``; each persistent id ``pid`` in it becomes ``resolve(pid)``.
 
@@ -536,9 +537,12 @@ def loads(
     Speed: a record without references and without classes to map loads with
     the C loader straight from bytes. The resolving, class-mapping unpickler
     (a Python call per class named) reads the rest: records with references,
-    an allow-list, placeholders, a payload naming an aliased class.
+    an allow-list, placeholders, a payload naming an aliased class. With
+    ``aliased`` (a GC3Pie-compatible store, whose payloads name GC3Pie's id
+    classes) the mapping unpickler reads it at once, rather than after a
+    failed C load.
     """
-    mapped = allow is not None or placeholders or _needs_mapping(data)
+    mapped = aliased or allow is not None or placeholders or _needs_mapping(data)
     slots = _watch.slots
     if not mapped:
         # Fast path: the C loader straight from bytes. A record holding

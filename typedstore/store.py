@@ -634,7 +634,8 @@ class Store(ABC):
     def _unpickle(self, pid: Any, payload: bytes) -> Any:
         return apply_upgrades(loads(payload, self._resolve_reference, record_id=pid,
                                     allow=self._allow, owner=self,
-                                    placeholders=self._placeholders))
+                                    placeholders=self._placeholders,
+                                    aliased=self._gc3pie_payloads))
 
     def _read_backup(self, id_: Any) -> bytes | None:
         """An older copy of a record whose payload did not load (GC3Pie's ``.OLD``), if any."""
