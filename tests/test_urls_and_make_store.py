@@ -388,6 +388,7 @@ def test_percent_in_a_store_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", [
     "postgresql:/host/db", "postgresql:host/db", "POSTGRESQL:/host/db", "mysql:/host/db",
     "mariadb:/host/db", "postgresql+psycopg:/host/db", "mysql+pymysql:host/db",
+    "postgres:/host/db", "Postgres:host/db", "postgres+psycopg:/host/db",
 ])
 def test_server_url_without_two_slashes_is_an_error_not_a_directory(
         bad: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -474,3 +475,59 @@ def test_mysql_and_mariadb_without_a_driver_run_on_pymysql(mysql_base_url: str,
                                                            scheme: str) -> None:
     plain = f"{scheme}://" + mysql_base_url.partition("://")[2]
     _check_store_works(f"{plain}#table=t_{uuid.uuid4().hex[:8]}", "pymysql")
+
+
+@pytest.mark.parametrize("bad", [
+    " postgresql://u@h/db", "postgresql://u@h/db ", "\tmysql://u@h/db", "mysql://u@h/db\n",
+    " sqlite:jobs.db", "sqlite:jobs.db ", " jobs", "jobs ", " postgres:/host/db",
+    "file:///tmp/jobs ", " /tmp/jobs",
+])
+def test_a_url_with_white_space_around_it_is_an_error_not_a_directory(
+        bad: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UrlError, match="begins or ends with white space") as info:
+        make_store(bad)
+    assert repr(bad) in str(info.value)  # the white space shows
+    assert list(tmp_path.iterdir()) == []  # no store was made anywhere
+
+
+def test_a_directory_whose_name_ends_with_a_space_is_written_as_a_file_url(
+        tmp_path: Path) -> None:
+    with make_store(f"file://{tmp_path}/jobs%20") as store:
+        store.save(Thing(1))
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["jobs "]
+
+
+@pytest.mark.parametrize(("query", "parameter"), [
+    ("charset=utf8", "charset"), ("charset=utf8mb3", "charset"), ("charset=latin1", "charset"),
+    ("charset=utf8mb4&use_unicode=0", "use_unicode"),
+])
+@pytest.mark.parametrize("scheme", ["mysql", "mariadb+pymysql"])
+def test_a_mysql_url_whose_charset_cannot_carry_emoji_is_refused(
+        scheme: str, query: str, parameter: str) -> None:
+    url = f"{scheme}://alice:s3cret-pw@h/db?{query}#table=t"
+    with pytest.raises(UrlError, match=f"sets {parameter}=") as info:
+        make_store(url)
+    assert "utf8mb4" in str(info.value) or "use_unicode=1" in str(info.value)
+    assert_hidden("s3cret-pw", info.value)
+
+
+def test_a_postgresql_url_with_another_client_encoding_is_refused() -> None:
+    with pytest.raises(UrlError, match="client_encoding=latin1"):
+        make_store("postgresql://h/db?client_encoding=latin1")
+    assert parse_store_url("postgresql://h/db?client_encoding=UTF-8").scheme == "postgresql"
+
+
+@pytest.mark.parametrize("charset", ["utf8mb4", "UTF8MB4"])
+def test_emoji_round_trip_with_an_explicit_utf8mb4_charset(mysql_base_url: str,
+                                                           charset: str) -> None:
+    from tests.types.typed_models import TextRow
+    from tests.types.typed_models import Thing as TypedThing
+
+    url = f"{mysql_base_url}?charset={charset}#table=t_{uuid.uuid4().hex[:8]}"
+    text = "emoji \U0001f9ea and \U0001d518"
+    with make_store(url, row_model=TextRow) as store:
+        id_ = store.save(TypedThing(jobname=text, note=text, short="x"))
+    with make_store(url, row_model=TextRow) as store:
+        assert store.load(id_).jobname == text
+        assert [r.note for r in store.query(TextRow.jobname == text).rows()] == [text]  # type: ignore[attr-defined]

@@ -32,7 +32,8 @@ _SQLITE_SHORT = re.compile(r"^(sqlite(?:\+[A-Za-z0-9_]+)?):(?!//)", re.IGNORECAS
 # ``file:/abs/path``: a file URL without the authority part (GC3Pie reads it as /abs/path).
 _FILE_SHORT = re.compile(r"^file:(?!//)(/.*)$", re.IGNORECASE | re.DOTALL)
 # A database-server scheme without the "//" of an authority: "postgresql:/host/db".
-_SERVER_SHORT = re.compile(r"^((?:postgresql|mysql|mariadb)(?:\+[A-Za-z0-9_]+)?):(?!//)",
+# ``postgres`` is PostgreSQL's short name (SQLAlchemy before 1.4 took it as an alias).
+_SERVER_SHORT = re.compile(r"^((?:postgresql|postgres|mysql|mariadb)(?:\+[A-Za-z0-9_]+)?):(?!//)",
                            re.IGNORECASE)
 
 #: The driver typedstore runs each SQL scheme on (its statements use the driver's
@@ -153,6 +154,13 @@ def parse_store_url(uri: object) -> StoreUrl:
         text = str(uri)
     if not isinstance(text, str) or not text:
         raise UrlError(f"empty or non-text store URL: {text!r}", str(text))
+    if text != text.strip():
+        # " postgresql://h/db" would be a directory named " postgresql:" under the
+        # working directory, "sqlite:x.db " a database file "x.db ".
+        shown = redact(text)
+        raise UrlError(f"store URL {shown!r} begins or ends with white space; remove it (a "
+                       "directory whose name really begins or ends with a space is written "
+                       "as a file:// URL with %20)", shown)
     short_file = _FILE_SHORT.match(text)
     if short_file is not None:
         path = os.path.abspath(unquote(short_file.group(1)))
@@ -160,6 +168,7 @@ def parse_store_url(uri: object) -> StoreUrl:
     server_short = _SERVER_SHORT.match(text)
     if server_short is not None:
         scheme = server_short.group(1).lower().partition("+")[0]
+        scheme = "postgresql" if scheme == "postgres" else scheme
         raise UrlError(
             f"{scheme} URL without '//' after '{server_short.group(1)}:': write it "
             f"{_FORMS[scheme]} (read as it is, it would have named a directory): "
@@ -237,8 +246,37 @@ def _server_target(scheme: str, base: str, shown: str) -> str:
     if not url.database:
         raise UrlError(f"{scheme} URL names no database (the path after host[:port]/): write "
                        f"it {_FORMS[scheme]}: {shown}", shown)
+    _check_encoding(scheme, dict(url.query), shown)
     name = DRIVERS[scheme][0]
     return f"{scheme}+{name}://{base.partition('://')[2]}"
+
+
+#: Connection parameters that decide how text travels, with the values that carry
+#: every Unicode character (lower case, without "-" and "_"), per scheme.
+_ENCODINGS: dict[str, dict[str, tuple[str, ...]]] = {
+    # PyMySQL's "utf8" is MariaDB's utf8mb3: 3 bytes at most, no emoji.
+    "mysql": {"charset": ("utf8mb4",), "use_unicode": ("1", "true", "yes")},
+    "mariadb": {"charset": ("utf8mb4",), "use_unicode": ("1", "true", "yes")},
+    "postgresql": {"client_encoding": ("utf8", "unicode")},
+}
+
+
+def _check_encoding(scheme: str, query: dict[str, object], shown: str) -> None:
+    """Refuse a URL whose connection parameters would not carry every Unicode
+    character (``?charset=utf8`` or ``latin1`` on MariaDB/MySQL, a PostgreSQL
+    ``client_encoding`` other than UTF-8): text typedstore stores as any
+    Unicode would fail or be mangled on the way."""
+    for parameter, good in _ENCODINGS.get(scheme, {}).items():
+        value = query.get(parameter)
+        if value is None:
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        for item in values:
+            if str(item).lower().replace("-", "").replace("_", "") not in good:
+                raise UrlError(
+                    f"{scheme} URL sets {parameter}={item}: typedstore stores any Unicode "
+                    f"text (emoji included), which needs {parameter}={good[0]}; remove the "
+                    f"parameter (typedstore's connections use {good[0]}): {shown}", shown)
 
 
 def _lower_scheme(url: str) -> str:
