@@ -23,8 +23,9 @@ alive and turns every driver error into a typedstore error naming the store:
   :class:`ConnectionLostError` (nothing was written). The next operation
   opens a new connection.
 * **Timeouts** (:class:`Timeouts`, defaults in :mod:`typedstore.defaults`):
-  lock waits end in :class:`LockTimeout`, statements running too long and
-  silent servers in :class:`ServerTimeout`, connecting in
+  lock waits end in :class:`LockTimeout`, statements running too long in
+  :class:`ServerTimeout`, a connected server that stops answering in
+  :class:`ReadTimeout` (the connection closed; never retried), connecting in
   :class:`ConnectTimeout`; failing to connect at all in :class:`ConnectError`.
 * **Oversized statements** on MySQL/MariaDB: the server's
   ``max_allowed_packet`` is read once per connection, and a statement larger
@@ -52,6 +53,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from . import defaults
+from .deadlines import NO_ANSWER
 from .errors import (
     ConnectError,
     ConnectionLostError,
@@ -60,6 +62,7 @@ from .errors import (
     LoadError,
     LockTimeout,
     OutcomeUnknownError,
+    ReadTimeout,
     SaveError,
     ServerTimeout,
     StoreError,
@@ -76,6 +79,7 @@ CONNECTING = "typedstore_connecting"
 
 # What a driver error means (classify()).
 DISCONNECT = "disconnect"  # the connection is gone
+SILENT = "silent"  # no answer within the read timeout; the connection was closed
 LOCK = "lock"  # a lock wait timed out
 STATEMENT = "statement"  # the statement timed out
 PACKET = "packet"  # a statement larger than the server's max_allowed_packet
@@ -115,8 +119,9 @@ class Timeouts:
         lock (float): waiting for a lock (LockTimeout).
         statement (float): a statement's run time on the server, 0 for no limit
             (ServerTimeout).
-        read (float): MySQL/MariaDB: the longest silence of a connected server
-            (ServerTimeout, or a lost connection).
+        read (float): the longest wait for a connected server's answer to one
+            statement or fetch (ReadTimeout): PyMySQL's read and write timeouts,
+            PostgreSQL's client-side deadline (typedstore.deadlines).
     """
 
     connect: float
@@ -226,6 +231,8 @@ def classify(exc: BaseException, dialect: sa.Dialect, connection: Any = None,
     ``CONNECT_TIMEOUT``, ``OTHER``)."""
     if any(getattr(e, CONNECTING, False) for e in _chain(exc)):
         return CONNECT_TIMEOUT if _timed_out(exc) else CONNECT
+    if any(getattr(e, NO_ANSWER, False) for e in _chain(exc)):
+        return SILENT  # PostgreSQL: the read deadline (deadlines.py) expired
     orig: BaseException = exc
     if isinstance(exc, sa.exc.DBAPIError):
         orig = exc.orig or exc
@@ -257,14 +264,16 @@ def classify(exc: BaseException, dialect: sa.Dialect, connection: Any = None,
             return LOCK
     try:
         if dialect.is_disconnect(orig, connection, cursor):  # type: ignore[arg-type]
-            return DISCONNECT
+            return SILENT if name in ("mysql", "mariadb") and _timed_out(orig) \
+                else DISCONNECT
     except Exception:  # a dialect that cannot judge this error
         log.debug("is_disconnect failed on %r", orig, exc_info=True)
     if name in ("mysql", "mariadb"):
         args = getattr(orig, "args", ())
         code = args[0] if args and isinstance(args[0], int) else None
         if code in _MYSQL_DISCONNECT:
-            return DISCONNECT
+            # PyMySQL's socket timeout (read_timeout) reads "... (timed out)".
+            return SILENT if _timed_out(orig) else DISCONNECT
     if _driver_broken(connection) or isinstance(orig, OSError):
         return DISCONNECT
     return OTHER
@@ -495,6 +504,8 @@ class StoreConnection:
         except BaseException as exc:
             kind = classify(exc, self.dialect, self.connection, raw) \
                 if isinstance(exc, Exception) else DISCONNECT
+            if kind == SILENT:
+                raise self._silent(self.cursor, "COMMIT", None, False, exc) from exc
             if kind == DISCONNECT:
                 self.drop()
                 if not isinstance(exc, Exception):
@@ -594,6 +605,8 @@ class StoreConnection:
         if not _is_database_error(exc, self.dialect) and not _driver_broken(self.connection):
             raise exc  # a bug (bad parameters...), not the database's answer
         kind = classify(exc, self.dialect, self.connection, cursor._raw)
+        if kind == SILENT:
+            raise self._silent(cursor, sql, params, many, exc) from exc
         if kind == DISCONNECT:
             in_txn = self.in_txn
             self.drop()
@@ -614,6 +627,8 @@ class StoreConnection:
                 return
             except Exception as again:
                 kind = classify(again, self.dialect, self.connection, raw)
+                if kind == SILENT:
+                    raise self._silent(cursor, sql, params, many, again) from again
                 if kind == DISCONNECT:
                     self.drop()
                     raise ConnectionLostError(
@@ -622,6 +637,44 @@ class StoreConnection:
                         "its next operation.", self.describe(), ids) from again
                 raise self._translate(kind, again, sql, params, many) from again
         raise self._translate(kind, exc, sql, params, many) from exc
+
+    def _silent(self, cursor: LinkCursor, sql: str, params: Any, many: bool,
+                exc: BaseException) -> ReadTimeout:
+        """The server did not answer ``sql`` within the read timeout and the
+        connection was closed: drop it, and say what became of the statement."""
+        mine = cursor is self.cursor or cursor._conn is self.connection
+        in_txn = self.in_txn and mine
+        if mine:
+            self.drop()
+        store = self.describe()
+        what, ids = self._statement(sql, params, many)
+        if in_txn:
+            ids = tuple(dict.fromkeys((*_safe_ids(self._txn_ids), *ids)))
+        read = self.timeouts.read
+        head = (f"{store}: the server did not answer {what} within read_timeout={read:g} s "
+                f"(stopped, overloaded or unreachable?) and the connection was closed")
+        word = _first_word(sql)
+        if word == "COMMIT":
+            error = ReadTimeout(
+                f"{head}: the transaction writing records {_ids_text(ids)} may or may not "
+                "have been committed; load them to find out. The store reconnects on its "
+                "next operation.", store, what, read, ids, None)
+        elif in_txn:
+            error = ReadTimeout(
+                f"{head}: nothing of the transaction (records {_ids_text(ids)}) was "
+                "written. The store reconnects on its next operation; run the transaction "
+                "again.", store, what, read, ids, False)
+            self.lost = error
+        elif word in _REPEATABLE:
+            error = ReadTimeout(f"{head}; nothing was written. The store reconnects on its "
+                                "next operation.", store, what, read, ids, False)
+        else:
+            error = ReadTimeout(
+                f"{head}: it may or may not have been written; load record "
+                f"{_ids_text(ids)} to find out. The store reconnects on its next "
+                "operation.", store, what, read, ids, None)
+        log.warning("%s (%s)", error, _said(exc))
+        return error
 
     def _translate(self, kind: str, exc: BaseException, sql: str, params: Any,
                    many: bool) -> StoreError:
@@ -772,6 +825,12 @@ class StoreConnection:
         store = self.describe()
         if kind in (CONNECT, CONNECT_TIMEOUT):
             return self._connect_error(exc)
+        if kind == SILENT:
+            return ReadTimeout(
+                f"{store}: the server did not answer within read_timeout="
+                f"{self.timeouts.read:g} s while {what} (stopped, overloaded or "
+                "unreachable?) and the connection was closed; nothing was written. The "
+                "store reconnects on its next operation.", store, what, self.timeouts.read)
         if kind == DISCONNECT:
             return ConnectionLostError(
                 f"{store}: the connection was lost while {what} ({_said(exc)}); nothing "
@@ -838,7 +897,9 @@ class StoreConnection:
                 if not _is_database_error(exc, self.dialect):
                     raise
                 kind = classify(exc, self.dialect, pooled.driver_connection)
-                if kind != DISCONNECT:
+                if kind != DISCONNECT:  # a silent server included: not tried again
+                    if kind == SILENT:
+                        pooled.invalidate()
                     raise self._translate_other(exc, what, started) from exc
                 pooled.invalidate()
                 if given or attempt == 2:

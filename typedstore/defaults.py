@@ -65,9 +65,10 @@ LOCK_TIMEOUT = 60.0
 #: 0: no limit. Ends in ServerTimeout.
 STATEMENT_TIMEOUT = 0.0
 
-#: MySQL/MariaDB (PyMySQL ``read_timeout``/``write_timeout``): longest wait for
-#: the server to answer at all once connected; a connection that stays silent
-#: longer is treated as lost. Raised to at least the lock and statement
+#: Longest wait for a connected server's answer to one statement or fetch
+#: (MySQL/MariaDB: PyMySQL ``read_timeout``/``write_timeout``; PostgreSQL: a
+#: client-side deadline, typedstore.deadlines); ends in ReadTimeout, the
+#: connection closed. Raised to at least the lock and statement
 #: timeouts plus :data:`READ_TIMEOUT_MARGIN` when not given.
 READ_TIMEOUT = 600.0
 READ_TIMEOUT_MARGIN = 30.0

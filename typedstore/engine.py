@@ -31,6 +31,7 @@ import contextlib
 import math
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +39,7 @@ from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
 from .connections import CONNECTING, Timeouts
+from .deadlines import postgresql_connection_class
 from .defaults import SQLITE_PRAGMAS
 
 
@@ -87,7 +89,8 @@ def create_store_engine(url: str | sa.URL, timeouts: Timeouts | None = None,
         # work than a mapping (psycopg reorders a dict on every execute).
         options.setdefault("paramstyle", "format")
         engine = sa.create_engine(sa_url, **options)
-        _mark_connect_errors(engine)
+        _mark_connect_errors(engine, _postgresql_connect(timeouts)
+                             if backend == "postgresql" else None)
         if backend in ("mysql", "mariadb"):
             _mysql_session(engine, timeouts, read_later)
         return engine
@@ -115,20 +118,38 @@ def create_store_engine(url: str | sa.URL, timeouts: Timeouts | None = None,
     return engine
 
 
-def _mark_connect_errors(engine: sa.Engine) -> None:
+def _mark_connect_errors(engine: sa.Engine,
+                         connect: Callable[..., Any] | None = None) -> None:
     """Mark the driver's exceptions raised while a connection is being made,
     so that a connection refused or timed out is told from one lost later
     (SQLAlchemy wraps both alike, and a lost handshake and a lost query give
-    the same MySQL error number)."""
+    the same MySQL error number). ``connect``: makes the driver connection
+    (default: the dialect's)."""
 
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         try:
+            if connect is not None:
+                return connect(*cargs, **cparams)
             return dialect.connect(*cargs, **cparams)
         except Exception as exc:
             with contextlib.suppress(AttributeError):  # a type without attributes
                 setattr(exc, CONNECTING, True)
             raise
+
+
+def _postgresql_connect(timeouts: Timeouts) -> Callable[..., Any]:
+    """Make psycopg connections whose every wait for the server ends after the
+    read timeout (:mod:`typedstore.deadlines`: psycopg itself waits without
+    limit for a server that stopped answering)."""
+    cls = postgresql_connection_class()
+
+    def connect(*cargs: Any, **cparams: Any) -> Any:
+        connection = cls.connect(*cargs, **cparams)
+        connection.typedstore_read_timeout = timeouts.read
+        return connection
+
+    return connect
 
 
 def _postgresql_args(url: sa.URL, timeouts: Timeouts, args: dict[str, Any]) -> dict[str, Any]:

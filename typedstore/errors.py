@@ -132,6 +132,24 @@ class SchemaError(StoreError):
         self.missing_columns = tuple(missing_columns)
 
 
+class QueryError(StoreError, ValueError):
+    """A query condition that cannot be asked: its value is one the field's column
+    can never hold (NaN, a naive datetime, text longer than ``max_length``, an
+    integer beyond 64 bits, a name that is not a member of the field's enum...).
+    Raised when the query is built, before any statement, with the same words on
+    every backend. Also a :class:`ValueError`.
+
+    Attributes:
+        field (str | None): the row field (column) of the condition.
+        value: the value that was refused.
+    """
+
+    def __init__(self, message: str, field: str | None = None, value: Any = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
+
+
 class TransactionError(StoreError):
     """A transaction was used wrongly (for example nested across threads)."""
 
@@ -171,9 +189,9 @@ class ConnectError(StoreError):
 
 class ServerTimeout(StoreError):
     """The database server did not answer in time: a statement ran longer than
-    the store's ``statement_timeout``, or (MySQL/MariaDB) no answer came within
-    ``read_timeout``. Lock waits are :class:`LockTimeout`, connecting
-    :class:`ConnectTimeout`.
+    the store's ``statement_timeout``, or no answer came within
+    ``read_timeout`` (:class:`ReadTimeout`). Lock waits are
+    :class:`LockTimeout`, connecting :class:`ConnectTimeout`.
 
     Attributes:
         store (str): the store, its URL's password hidden.
@@ -231,6 +249,35 @@ class OutcomeUnknownError(ConnectionLostError):
     overwritten)."""
 
     committed = None
+
+
+class ReadTimeout(ServerTimeout, ConnectionLostError):
+    """A connected server did not answer a statement within the store's
+    ``read_timeout`` (a stopped or frozen server, a partition, an overloaded
+    host): the store closed the connection and reconnects on its next
+    operation. PostgreSQL's is a client-side deadline (psycopg waits without
+    limit, see :mod:`typedstore.deadlines`), MySQL/MariaDB's PyMySQL's own
+    ``read_timeout``.
+
+    ``committed`` says what became of a write, as for
+    :class:`ConnectionLostError`: ``False`` for a read or a statement inside a
+    transaction (the server discards the transaction with the connection),
+    ``None`` for a write outside one or a COMMIT (load the records to find out).
+
+    Attributes:
+        store (str): the store, its URL's password hidden.
+        what (str): the statement that got no answer.
+        waited (float): the read timeout, in seconds.
+        ids (tuple): the records concerned; ``id`` the first of them.
+        committed (bool | None): ``False``: nothing was written; ``None``: unknown.
+    """
+
+    def __init__(self, message: str, store: str = "", what: str = "", waited: float = 0.0,
+                 ids: Iterable[Any] = (), committed: bool | None = False) -> None:
+        ConnectionLostError.__init__(self, message, store, ids)
+        self.what = what
+        self.waited = waited
+        self.committed = committed
 
 
 class DeadlockError(ConflictError):

@@ -2,9 +2,16 @@
 
 Objects are held weakly when they allow it, so streaming a large query does not
 keep every loaded object alive; objects that cannot be weakly referenced
-(plain ``dict``/``list`` records) are held strongly until ``clear()`` or
-``discard()``. A transaction records what it changed in a journal so a
-rollback can put the map back exactly as it was.
+(plain ``dict``/``list`` records, classes with ``__slots__`` and no
+``__weakref__``) are held strongly until ``clear()`` or ``discard()``. An
+object that leaves the map while alive (``clear()``, a conflict, a newer object
+for its id) is *retired*: the version it was read at is kept, so saving it
+later is checked, never written blindly; a retired object that cannot be
+weakly referenced is held strongly for it (its ``id()`` must not be reused)
+until it is mapped again. A transaction records what it changed in a journal
+so a rollback can put the map back exactly as it was. While a query reads a
+snapshot (:meth:`IdentityMap.watch`), the map notes which ids its store
+writes, removes or evicts, so older snapshot rows are not mapped over them.
 
 Speed: every load and save goes through here, so each id has a single entry
 object, a weak reference that also carries the id and the version (one
@@ -42,6 +49,23 @@ class _RetiredEntry(_WeakEntry):
 
     __slots__ = ("pid",)
     pid: Any
+
+
+class _StrongRetired:
+    """A retired object that cannot be weakly referenced: held strongly (its
+    ``id()`` must not be reused while its version is remembered) until it is
+    mapped again or the store is closed."""
+
+    __slots__ = ("key", "obj", "pid", "version")
+    key: Any
+    pid: Any
+    version: int | None
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __call__(self) -> Any:
+        return self.obj
 
 
 class _StrongEntry:
@@ -86,9 +110,16 @@ class IdentityMap:
         # Objects that left the map while still alive (a newer object took
         # their id, invalidate_cache, a conflict), by id(obj): saving one later
         # is checked against the version it was read at, never written blindly.
-        self._retired: dict[int, _RetiredEntry] = {}
+        self._retired: dict[int, _RetiredEntry | _StrongRetired] = {}
         self._forget_retired = _forgetter(self._retired)
         self.journal: list[tuple[Any, Any, int | None]] | None = None
+        # Queries under way (:meth:`watch`): the ids this store wrote, removed
+        # or evicted since each started, so that a row of an older snapshot
+        # is not mapped over them.
+        self._watchers = 0
+        self._generation = 0
+        self._changed: dict[Any, int] = {}
+        self._cleared_at = -1
 
     def get(self, id_: Any) -> Any:
         """Return the object mapped to ``id_``, or ``None``."""
@@ -121,8 +152,13 @@ class IdentityMap:
         :meth:`retired_version`) unless ``retire=False`` (a rollback restoring
         the map).
         """
-        if journal and self.journal is not None:
-            self._remember(id_)
+        if journal:
+            if self.journal is not None:
+                self._remember(id_)
+            if self._watchers:
+                self._touch(id_)
+        if self._retired:
+            self._retired.pop(id(obj), None)  # mapped again: its own entry from now on
         if retire:
             old = self._entries.get(id_)
             if old is not None and old.version is not None and old() is not obj:
@@ -141,11 +177,15 @@ class IdentityMap:
         entry = self._entries.get(id_)
         if entry is not None:
             entry.version = version
+        if self._watchers:
+            self._touch(id_)
 
     def discard(self, id_: Any) -> None:
         """Forget ``id_`` (after a remove)."""
         self._remember(id_)
         self._entries.pop(id_, None)
+        if self._watchers:
+            self._touch(id_)
 
     def evict(self, id_: Any) -> None:
         """Forget ``id_``'s object but remember the version it was read at (after
@@ -154,6 +194,8 @@ class IdentityMap:
         entry = self._entries.pop(id_, None)
         if entry is not None:
             self._retire(entry)
+        if self._watchers:
+            self._touch(id_)
 
     def clear(self) -> None:
         """Forget every object (``invalidate_cache``), remembering versions as :meth:`evict`."""
@@ -161,12 +203,19 @@ class IdentityMap:
         self._entries.clear()
         for entry in entries:
             self._retire(entry)
+        if self._watchers:
+            self._generation += 1
+            self._cleared_at = self._generation
 
     def _retire(self, entry: _WeakEntry | _StrongEntry) -> None:
         obj = entry()
-        if obj is None or entry.version is None or isinstance(entry, _StrongEntry):
-            return  # nothing to check against, or not weakly referenceable (kept no longer)
-        retired = _RetiredEntry(obj, self._forget_retired)
+        if obj is None or entry.version is None:
+            return  # nothing to check against
+        retired: _RetiredEntry | _StrongRetired
+        if isinstance(entry, _StrongEntry):
+            retired = _StrongRetired(obj)
+        else:
+            retired = _RetiredEntry(obj, self._forget_retired)
         retired.key = id(obj)
         retired.pid = entry.key
         retired.version = entry.version
@@ -193,6 +242,34 @@ class IdentityMap:
                     self._entries.pop(id_, None)
                 else:
                     self.put(id_, obj, version, journal=False, retire=False)
+                if self._watchers:
+                    self._touch(id_)
+
+    # ------------------------------------------------------------ queries under way
+
+    def watch(self) -> int:
+        """A query starts reading a snapshot: from now on, remember which ids
+        this map's store writes, removes or evicts. Returns the generation to
+        pass to :meth:`changed_since`; call :meth:`unwatch` when the query ends."""
+        self._watchers += 1
+        return self._generation
+
+    def unwatch(self) -> None:
+        """A query started with :meth:`watch` ended."""
+        self._watchers -= 1
+        if not self._watchers:
+            self._changed.clear()
+            self._cleared_at = -1
+
+    def changed_since(self, id_: Any, generation: int) -> bool:
+        """Whether ``id_`` was written, removed or evicted (or the whole map
+        cleared) after :meth:`watch` returned ``generation``: a snapshot row
+        read since is older than what this store knows, and must not be mapped."""
+        return self._cleared_at > generation or self._changed.get(id_, -1) > generation
+
+    def _touch(self, id_: Any) -> None:
+        self._generation += 1
+        self._changed[id_] = self._generation
 
     def __len__(self) -> int:
         """How many ids map to a live object."""

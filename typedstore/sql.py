@@ -140,8 +140,9 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             connecting (:class:`ConnectTimeout`); ``lock_timeout``: waiting
             for a row lock or SQLite's write lock (:class:`LockTimeout`);
             ``statement_timeout``: a statement's run time on the server, 0
-            for none (:class:`ServerTimeout`); ``read_timeout``
-            (MySQL/MariaDB): the longest silence of a connected server.
+            for none (:class:`ServerTimeout`); ``read_timeout``: the longest
+            wait for a connected server's answer (:class:`ReadTimeout`;
+            on PostgreSQL a client-side deadline, :mod:`typedstore.deadlines`).
         gc3pie_compatible: share the table with GC3Pie 2.6.8: write ids into
             payloads as GC3Pie's ``IntId`` class (pickle protocol at most 3), so
             GC3Pie's ``load`` reads typedstore's records and its ``save`` of one
@@ -825,23 +826,48 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         # are yielded after the lock is released (never held by a paused
         # generator). The batches are closed however this ends, so that a server-side
         # cursor is not left open by an error kept alive in a traceback.
-        get = self._identity.get
-        with closing(iter(batches)) as stream:  # type: ignore[type-var]
-            for batch in stream:
-                loaded = []
-                failure: Exception | None = None
-                with self._lock:
-                    try:
-                        for id_, data, version in batch:
-                            obj = get(id_)  # a plain int finds its IntId key
-                            if obj is None:
-                                obj = self._load_record(new_int_id(id_), bytes(data), version)
-                            loaded.append(obj)
-                    except Exception as exc:  # raised after the objects loaded before it
-                        failure = exc
-                yield from loaded
-                if failure is not None:
-                    raise failure
+        #
+        # The rows are a snapshot taken when the query started: a record this
+        # store wrote, removed or evicted since then (in this thread or
+        # another) is not mapped from its older row but read again, or skipped
+        # if it is gone (IdentityMap.watch).
+        identity = self._identity
+        get = identity.get
+        with self._lock:
+            started = identity.watch()
+        try:
+            with closing(iter(batches)) as stream:  # type: ignore[type-var]
+                for batch in stream:
+                    loaded = []
+                    failure: Exception | None = None
+                    with self._lock:
+                        try:
+                            for id_, data, version in batch:
+                                obj = get(id_)  # a plain int finds its IntId key
+                                if obj is None:
+                                    if identity.changed_since(id_, started):
+                                        obj = self._reread(new_int_id(id_))
+                                        if obj is None:
+                                            continue
+                                    else:
+                                        obj = self._load_record(new_int_id(id_), bytes(data),
+                                                                version)
+                                loaded.append(obj)
+                        except Exception as exc:  # raised after the objects loaded before it
+                            failure = exc
+                    yield from loaded
+                    if failure is not None:
+                        raise failure
+        finally:
+            with self._lock:
+                identity.unwatch()
+
+    def _reread(self, pid: Any) -> Any:
+        """The stored object ``pid`` read now, None if it was removed."""
+        try:
+            return self._load_record(pid)
+        except NotFoundError:
+            return None
 
     # ------------------------------------------------------------ lifecycle
 

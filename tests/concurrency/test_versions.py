@@ -194,3 +194,80 @@ def test_processes_count_exactly_with_retry(store_url: str, open_store: Callable
     stats = [queue.get(timeout=10) for _ in workers]
     assert open_store().load(id_).count == 200
     print(f"4 processes x 50 increments: 200; conflicts/retries per process: {stats}")
+
+
+class Slotted:
+    """A record that cannot be weakly referenced: the identity map holds it strongly."""
+
+    __slots__ = ("count", "persistent_id")
+
+    def __init__(self, count: int = 0) -> None:
+        self.count = count
+
+
+def bump_slotted(open_store: Callable[..., Store], id_: Any, to: int) -> None:
+    other = open_store()
+    obj = other.load(id_)
+    obj.count = to
+    other.save(obj)
+
+
+@pytest.mark.parametrize("leave", ["conflict", "invalidate_cache"])
+def test_object_without_weak_references_keeps_its_version(
+        open_store: Callable[..., Store], leave: str) -> None:
+    """An object the map must hold strongly keeps the version it was read at
+    after it leaves the map, as any other: saving it stale is a conflict."""
+    id_ = open_store().save(Slotted())
+    store = open_store()
+    obj = store.load(id_)
+    bump_slotted(open_store, id_, 3)
+    if leave == "conflict":
+        obj.count = -1
+        with pytest.raises(ConflictError):
+            store.save(obj)  # evicts it
+    else:
+        store.invalidate_cache()
+    obj.count = -2
+    with pytest.raises(ConflictError):
+        store.save(obj)
+    assert open_store().load(id_).count == 3
+    fresh = store.load(id_)
+    assert fresh is not obj and fresh.count == 3
+    fresh.count = 4
+    store.save(fresh)
+    assert open_store().load(id_).count == 4
+
+
+def test_snapshot_rows_do_not_bring_back_what_the_store_changed(
+        open_store: Callable[..., Store]) -> None:
+    """A query's rows are a snapshot: records this store removes or replaces
+    while the query is being read come from the store's current state, never
+    from the older rows (which would map a removed record, or an old version,
+    over what the store wrote)."""
+    import gc
+
+    from typedstore.defaults import STREAM_BATCH_SIZE
+
+    store = open_store()
+    count = STREAM_BATCH_SIZE + 20
+    with store.transaction():
+        ids = [store.save(Job(n)) for n in range(count)]
+    store.invalidate_cache()
+    removed, replaced = ids[-5], ids[-4]
+    objects = iter(store.query().objects())
+    first = next(objects)  # the snapshot is taken; the first batch is loaded
+    store.remove(removed)
+    store.replace(replaced, Job(1000))
+    gc.collect()  # the replacing object leaves the map with its last reference
+    rest = [first, *objects]
+    by_id = {str(obj.persistent_id): obj for obj in rest}
+    assert str(removed) not in by_id
+    assert by_id[str(replaced)].count == 1000
+    assert len(rest) == count - 1
+    with pytest.raises(KeyError):
+        store.load(removed)
+    again = store.load(replaced)
+    assert again.count == 1000
+    again.count = 1001
+    store.save(again)  # the version the store wrote: no conflict
+    assert open_store().load(replaced).count == 1001
