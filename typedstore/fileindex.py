@@ -39,7 +39,9 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 from .engine import create_store_engine
+from .errors import SaveError, SchemaError
 from .rows import RowBuilder
+from .schema import column_kind
 from .tables import build_table, new_metadata
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,13 @@ class FileIndex:
             sa.Column("_stamp", sa.String(64), nullable=True),
         ]
         self.table = sa.Table("records", new_metadata(), *columns)
+        #: Index columns this store added (or made again with a new type) on open.
+        self.added: list[str] = []
         self._columns_version: int | None = None
+        # Set while refresh() indexes records: the (id, error) of each record whose
+        # values the row model refused.
+        self._refused: list[tuple[str, SaveError]] | None = None
+        self._model_name = getattr(row_model, "__name__", None) or "the base columns"
         # Validation follows the row model (its NOT NULLs), not the relaxed index columns.
         self.rows = RowBuilder(model_table, row_model)
         # A URL object: a path holding "%" or "?" must not be parsed as URL text.
@@ -146,18 +154,37 @@ class FileIndex:
         conn.execute(formats.insert().values(row_format=ROW_FORMAT))
 
     def _widen(self, conn: sa.Connection) -> None:
-        """Add this store's columns the index lacks (and bump the columns' version)."""
-        have = {c["name"] for c in sa.inspect(conn).get_columns("records")}
+        """Add this store's columns the index lacks, and make again those whose values
+        are of another kind in this row model (a field changed from ``int`` to
+        ``str``: :func:`typedstore.schema.column_kind`); their rows are marked for
+        indexing again from the pickles (and the columns' version bumped)."""
+        have = {c["name"]: c["type"] for c in sa.inspect(conn).get_columns("records")}
+        retyped = [c for c in self.table.columns if c.name in have
+                   and c.name not in ("id", "_seqno", "_pending", "_writer", "_stamp")
+                   and None not in (column_kind(have[c.name], conn.dialect),
+                                    column_kind(c.type, conn.dialect))
+                   and column_kind(have[c.name], conn.dialect) != column_kind(c.type,
+                                                                              conn.dialect)]
         added = [c for c in self.table.columns if c.name not in have]
         quote = conn.dialect.identifier_preparer.quote
-        for column in added:
+        for column in retyped:
+            log.warning("file store index: column %s held %s values, the row model %s "
+                        "declares %s: made again and indexed again from the pickles",
+                        column.name, column_kind(have[column.name], conn.dialect),
+                        self._model_name, column_kind(column.type, conn.dialect))
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {quote('ix_records_' + column.name)}")
+            conn.exec_driver_sql(f"ALTER TABLE records DROP COLUMN {quote(column.name)}")
+        for column in [*retyped, *added]:
             kind = column.type.compile(dialect=conn.dialect)
             conn.exec_driver_sql(f"ALTER TABLE records ADD COLUMN {quote(column.name)} {kind}")
-        if added:
+        if added or retyped:
+            self.added = [c.name for c in [*added, *retyped]]
             log.info("file store index: added column(s) %s; re-indexing from the pickles",
-                     ", ".join(c.name for c in added))
-            conn.execute(self.table.update().values(_pending=OTHERS_STALE))
-            for column in added:
+                     ", ".join(self.added))
+            # Marked as being written: the next query of any store makes them again
+            # (a store not covering every column would leave "others stale" rows).
+            conn.execute(self.table.update().values(_pending=WRITING, _writer="columns"))
+            for column in [*added, *retyped]:
                 if column.index:
                     conn.exec_driver_sql(
                         f"CREATE INDEX IF NOT EXISTS {quote('ix_records_' + column.name)} "
@@ -180,8 +207,14 @@ class FileIndex:
     # ------------------------------------------------------------ writing
 
     def values(self, obj: Any, id_: Any) -> dict[str, Any]:
-        """The indexed values of ``obj``; raises SaveError if a field does not validate."""
-        return dict(zip(self.rows.names, self.rows.values(obj, id_), strict=True))
+        """The indexed values of ``obj``; raises SaveError if a field does not validate
+        (noted, while :meth:`refresh` runs, for the error it raises)."""
+        try:
+            return dict(zip(self.rows.names, self.rows.values(obj, id_), strict=True))
+        except SaveError as exc:
+            if self._refused is not None:
+                self._refused.append((str(id_), exc))
+            raise
 
     # Writes (stage, settle, refresh) run precompiled SQL on a driver connection
     # of its own: building SQLAlchemy statements per commit cost more than the
@@ -321,14 +354,25 @@ class FileIndex:
             return
         done = SETTLED if self.covers_all else OTHERS_STALE
         rows = []
+        refused: list[tuple[str, SaveError]] = []
         for id_ in rebuild:
             before = file_stamp(directory / id_)
             if before is None:
                 gone.append(id_)
                 continue
-            values = extract(id_)
+            self._refused = []
+            try:
+                values = extract(id_)
+            finally:
+                noted, self._refused = self._refused, None
             if values is None:
-                gone.append(id_)
+                if noted:
+                    # It loads, but the row model refuses it (a required field it
+                    # lacks, a value of another type): never left out of queries
+                    # silently. Its row stays as it was, marked.
+                    refused.append(noted[-1])
+                else:
+                    gone.append(id_)
                 continue
             # Rewritten while it was read: no stamp, so it is looked at again.
             after = file_stamp(directory / id_)
@@ -343,7 +387,23 @@ class FileIndex:
             db.executemany("DELETE FROM records WHERE id = ?", [(id_,) for id_ in gone])
 
         self._commit_sql(work)
+        if refused:
+            raise self._refusal(directory, refused)
         self.synced = True
+
+    def _refusal(self, directory: Path, refused: list[tuple[str, SaveError]]) -> SchemaError:
+        """The error of a query over records the row model refuses."""
+        shown = "; ".join(f"{id_}: {error}" for id_, error in refused[:5])
+        more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
+        fields = sorted({e.field for _, e in refused if e.field})
+        return SchemaError(
+            f"file store {directory}: {len(refused)} stored record(s) do not fit the row "
+            f"model {self._model_name} (field(s) {', '.join(fields) or '?'}), so queries "
+            f"would leave them out; no query runs until they fit: {shown}{more}. Give the "
+            "field(s) a default or make them optional ('X | None'), or bring the records "
+            "to the row model: open the store with its previous row model and fix them "
+            "(typedstore.register_upgrade and typedstore.rewrite_all) or remove them",
+            table=str(directory))
 
     def after_fork(self) -> None:
         """In a forked child: the parent's connection and pending settles are not ours."""

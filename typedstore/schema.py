@@ -25,12 +25,13 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import shlex
 import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
 
@@ -49,9 +50,10 @@ from . import typemap
 from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT
 from .engine import create_store_engine
 from .errors import SchemaError
-from .rows import BOOKKEEPING_COLUMNS, DEFAULT_KEY
-from .tables import VERSION_TABLE_PREFIX as VERSION_TABLE_PREFIX
+from .rows import BASE_COLUMNS as BASE_COLUMN_NAMES
+from .rows import BOOKKEEPING_COLUMNS, DEFAULT_KEY, LENIENT_KEY
 from .tables import (
+    CHECKPOINT_TABLE,
     build_table,
     check_table_name,
     counter_table,
@@ -59,6 +61,7 @@ from .tables import (
     mysql_lock_name,
     new_metadata,
 )
+from .tables import VERSION_TABLE_PREFIX as VERSION_TABLE_PREFIX
 from .tables import version_table as _version_table
 from .urls import parse_store_url, redact
 
@@ -160,6 +163,10 @@ class TableState:
             is nullable, as GC3Pie's ``VARCHAR(128)`` is (typedstore creates it
             NOT NULL with a default). Adoption leaves that column alone, so an
             adopted table still says so.
+        foreign (tuple[str, ...]): why the table is not a store table at all
+            (:func:`foreign_problems`: no ``id``, ``data`` or ``state`` column);
+            empty for a store table or a missing one.
+        types (Mapping[str, TypeEngine]): the reflected type of each column.
     """
 
     exists: bool
@@ -168,6 +175,9 @@ class TableState:
     payload_type: str | None = None
     payload_limit: int | None = None
     gc3pie_layout: bool = False
+    foreign: tuple[str, ...] = ()
+    types: Mapping[str, sa.types.TypeEngine[Any]] = field(default_factory=dict, compare=False)
+    dialect: sa.Dialect | None = field(default=None, compare=False)
 
     @property
     def legacy(self) -> bool:
@@ -189,13 +199,212 @@ def _revisions(connection: sa.Connection, inspector: Any, table: str) -> tuple[s
     return tuple(r[0] for r in connection.execute(sa.select(versions.c.version_num)))
 
 
+def names_fold_case(connection: sa.Connection) -> bool:
+    """Whether table names are case-insensitive on this connection's backend: on
+    SQLite always (``Jobs`` and ``jobs`` are one table, ASCII letters only:
+    https://www.sqlite.org/lang_keywords.html), on MariaDB/MySQL when the server's
+    ``lower_case_table_names`` is not 0 (Windows, macOS); never on PostgreSQL,
+    where typedstore quotes every name. Asked once per connection."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        return True
+    if dialect not in ("mysql", "mariadb"):
+        return False
+    key = "typedstore_names_fold_case"
+    if key not in connection.info:
+        setting = connection.execute(sa.text("SELECT @@lower_case_table_names")).scalar()
+        connection.info[key] = bool(setting)
+    return bool(connection.info[key])
+
+
+#: How SQLAlchemy's compiler writes a bound parameter before it turns it into a
+#: positional ``?`` (``%(name)s``), and its post-compile marker: in a table name on
+#: a backend whose parameter style does not double percent signs (SQLite's
+#: ``qmark``) the compiler takes them for parameters (sqlalchemy.sql.compiler,
+#: ``_process_positional``).
+_BIND_LOOKALIKE = re.compile(r"%\([^)]*\)s")
+_POSTCOMPILE = "__[POSTCOMPILE_"
+
+
 def check_name(connection: sa.Connection, table: str) -> None:
     """Refuse (:class:`SchemaError`) a table name that cannot work on this backend,
-    before any statement that uses it (:func:`typedstore.tables.check_table_name`)."""
+    before any statement that uses it.
+
+    Besides :func:`typedstore.tables.check_table_name` (length, NUL,
+    reserved names...): where the backend folds the case of table names
+    (:func:`names_fold_case`) the reserved names are compared without case, and
+    a table that exists under the same name in another case (``Jobs`` for
+    ``jobs``) is refused naming it, since it is the same table; on SQLite a
+    name holding a bind-parameter look-alike (``%(id)s``) is refused, and
+    everywhere one holding SQLAlchemy's ``__[POSTCOMPILE_`` marker.
+    """
     dialect = connection.dialect.name
     check_table_name(table, dialect)
+
+    def refuse(why: str) -> SchemaError:
+        return SchemaError(f"table name {table!r} cannot be used on {dialect}: {why}",
+                           table=table)
+
+    if _POSTCOMPILE in table or (not connection.dialect.identifier_preparer._double_percents
+                                 and _BIND_LOOKALIKE.search(table)):
+        raise refuse("SQLAlchemy's statement compiler would read part of it as a bound "
+                     "parameter (%(name)s or __[POSTCOMPILE_...]); choose a name without it")
     if dialect in ("mysql", "mariadb"):
         mysql_file_name_check(connection, table)
+    if names_fold_case(connection):
+        lowered = table.lower()
+        if lowered in (ID_COUNTER_TABLE, CHECKPOINT_TABLE) or lowered.startswith(
+                (VERSION_TABLE_PREFIX, "_alembic_tmp_")):
+            raise refuse(f"typedstore uses that name (or prefix) for its own tables, and "
+                         f"{dialect} table names do not tell upper from lower case")
+        other = _same_name_other_case(connection, table)
+        if other is not None:
+            raise refuse(
+                f"{dialect} table names do not tell upper from lower case, so it names the "
+                f"existing table {other!r}; open that store as {other!r} (two spellings "
+                f"would share one table with two id counters)")
+
+
+def _same_name_other_case(connection: sa.Connection, table: str) -> str | None:
+    """An existing table (or version table) whose name differs from ``table``'s (or
+    its version table's) in case only, on a backend that folds case."""
+    wanted = {table, version_table(table, connection.dialect)}
+    if connection.dialect.name == "sqlite":
+        query = sa.text("SELECT name FROM sqlite_master WHERE type = 'table' "
+                        "AND lower(name) IN (lower(:a), lower(:b))")
+    else:
+        query = sa.text("SELECT table_name FROM information_schema.tables WHERE "
+                        "table_schema = DATABASE() AND lower(table_name) IN (lower(:a), "
+                        "lower(:b))")
+    a, b = sorted(wanted)
+    for (name,) in connection.execute(query, {"a": a, "b": b}):
+        if name not in wanted:
+            return str(name).removeprefix(VERSION_TABLE_PREFIX) \
+                if str(name).lower().startswith(VERSION_TABLE_PREFIX) else str(name)
+    return None
+
+
+# ---------------------------------------------------------------- column kinds
+
+
+def column_kind(type_: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> str | None:
+    """What values a column of ``type_`` (reflected, or a dialect's rendering of a
+    type-map type) holds: ``int``, ``float``, ``decimal``, ``bool``, ``text``,
+    ``bytes``, ``datetime``, ``date``, ``uuid``, ``None`` when unknown.
+
+    MariaDB/MySQL ``BOOL`` is ``TINYINT(1)``, reflected as such; a UUID outside
+    PostgreSQL is ``CHAR(32)`` text.
+    """
+    if isinstance(type_, sa.types.TypeDecorator):
+        type_ = type_.load_dialect_impl(dialect)
+    if isinstance(type_, sa.Boolean) or (
+            isinstance(type_, mysql.TINYINT) and getattr(type_, "display_width", None) == 1):
+        return "bool"
+    if isinstance(type_, sa.Integer):
+        return "int"
+    if isinstance(type_, sa.Float):
+        return "float"
+    if isinstance(type_, sa.Numeric):
+        return "decimal"
+    if isinstance(type_, sa.Uuid):
+        native = getattr(type_, "native_uuid", True) and dialect.name == "postgresql"
+        return "uuid" if native else "text"
+    if isinstance(type_, sa.String):
+        return "text"
+    if isinstance(type_, sa.types._Binary):
+        return "bytes"
+    if isinstance(type_, sa.DateTime):
+        return "datetime"
+    if isinstance(type_, sa.Date):
+        return "date"
+    return None
+
+
+def _shown(type_: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> str:
+    try:
+        return str(type_.compile(dialect=dialect))
+    except Exception as exc:
+        log.debug("type %r cannot be compiled for %s: %s", type_, dialect.name, exc)
+        return repr(type_)
+
+
+#: The columns every store table has, and what they hold: a table lacking one is
+#: not a store table (neither typedstore's nor GC3Pie's).
+STORE_COLUMNS = {"id": "int", "data": "bytes", "state": "text"}
+
+
+def foreign_problems(columns: Mapping[str, sa.types.TypeEngine[Any]],
+                     dialect: sa.Dialect) -> tuple[str, ...]:
+    """Why a table with these reflected columns is not a store table (empty: it is
+    one): the store columns it lacks, and those holding other values."""
+    problems = []
+    missing = [name for name in STORE_COLUMNS if name not in columns]
+    if missing:
+        problems.append(f"it has no column {', '.join(missing)}")
+    for name, kind in STORE_COLUMNS.items():
+        if name in columns:
+            found = column_kind(columns[name], dialect)
+            if found is not None and found != kind:
+                problems.append(f"its column {name} is {_shown(columns[name], dialect)}, "
+                                f"a store's holds {kind} values")
+    return tuple(problems)
+
+
+def refuse_foreign(state: TableState, table: str, url: str | None) -> None:
+    """Raise :class:`SchemaError` if ``table`` exists and is not a store table: never
+    adopt, alter or write a table someone else made."""
+    if not state.foreign:
+        return
+    where = f"{redact(url)}: " if url else ""
+    raise SchemaError(
+        f"{where}table {table!r} exists and is not a store table (typedstore's or GC3Pie's "
+        f"have the columns id, data and state): {'; '.join(state.foreign)}. typedstore "
+        f"changes nothing in it; give the store another table (#table=NAME or table_name=)",
+        table=table,
+    )
+
+
+def type_changes(state: TableState, wanted: sa.Table, dialect: sa.Dialect
+                 ) -> list[tuple[str, str, str]]:
+    """The row-model columns whose stored values are of another kind than the row
+    model's field (``int`` stored, ``str`` declared): ``(column, stored type,
+    expected type)``. Widths and collations are not compared here (a table made
+    before the type map: :func:`pre_map_columns`)."""
+    changes = []
+    for column in wanted.columns:
+        if column.name in BASE_COLUMN_NAMES or LENIENT_KEY in column.info:
+            continue
+        stored = state.types.get(column.name)
+        if stored is None:
+            continue
+        have, need = column_kind(stored, dialect), column_kind(column.type, dialect)
+        if have is None or need is None or have == need:
+            continue
+        changes.append((column.name, f"{_shown(stored, dialect)} ({have})",
+                        f"{_shown(column.type, dialect)} ({need})"))
+    return changes
+
+
+def refuse_type_changes(state: TableState, wanted: sa.Table, dialect: sa.Dialect,
+                        url: str | None) -> None:
+    """Raise :class:`SchemaError` naming each row-model field whose type changed
+    since the table's column was made (:func:`type_changes`)."""
+    changes = type_changes(state, wanted, dialect)
+    if not changes:
+        return
+    table = wanted.name
+    listing = "; ".join(f"column {name!r} is stored as {have}, the row model declares "
+                        f"{need}" for name, have, need in changes)
+    where = f"{redact(url)}: " if url else ""
+    raise SchemaError(
+        f"{where}table {table!r}: {listing}. A field's type change is not made on open: the "
+        "stored values need converting, with a reviewed migration (alembic revision "
+        "--autogenerate -x row_model=..., whose op.alter_column(..., type_=...) you check "
+        "and complete, e.g. with postgresql_using=, then alembic upgrade heads; or add a "
+        "new field and back-fill it with typedstore.backfill), or give the field its old "
+        "type back (docs/schema-evolution.md)",
+        table=table,
+    )
 
 
 def inspect_store(connection: sa.Connection, table: str) -> TableState:
@@ -215,17 +424,22 @@ def inspect_store(connection: sa.Connection, table: str) -> TableState:
             limit = payload_limit(connection.dialect.name, column["type"])
         elif column["name"] == "state":
             gc3pie = bool(column["nullable"])
-    return TableState(True, columns, revisions, payload_type, limit, gc3pie)
+    types = {c["name"]: c["type"] for c in reflected}
+    return TableState(True, columns, revisions, payload_type, limit, gc3pie,
+                      foreign_problems(types, connection.dialect), types, connection.dialect)
 
 
 def check_store(state: TableState, wanted: sa.Table, url: str) -> None:
     """Raise :class:`SchemaError` unless a store can use the table as it is.
 
-    Refused: a table at an older revision of typedstore's chain than the code
-    (behind) or at a newer one (ahead: newer code wrote it), and a table
-    lacking columns the row model declares.
+    Refused: a table that is not a store table (:func:`refuse_foreign`), a
+    table at an older revision of typedstore's chain than the code (behind) or
+    at a newer one (ahead: newer code wrote it), a table lacking columns the
+    row model declares, and one whose column holds another kind of value than
+    the row model's field declares (:func:`refuse_type_changes`).
     """
     table = wanted.name
+    refuse_foreign(state, table, url)
     head = code_head()
     for revision in state.revisions or ():
         number, needed = _revision_number(revision), _revision_number(head)
@@ -262,6 +476,8 @@ def check_store(state: TableState, wanted: sa.Table, url: str) -> None:
             f"row model; {how}",
             table=table, missing_columns=missing,
         )
+    if state.dialect is not None:
+        refuse_type_changes(state, wanted, state.dialect, url)
 
 
 # ---------------------------------------------------------------- the Alembic environment
@@ -358,6 +574,8 @@ def run_environment() -> None:
         return
     connection = config.attributes.get("connection")
     if connection is not None:
+        # Never adopt (or drop) a table someone else made, whichever way this runs.
+        refuse_foreign(inspect_store(connection, table), table, url)
         context.configure(connection=connection, **options)
         with context.begin_transaction():
             context.run_migrations()
@@ -365,6 +583,7 @@ def run_environment() -> None:
     engine = create_store_engine(parsed.target, poolclass=sa.pool.NullPool)
     try:
         with engine.connect().execution_options(sqlite_immediate=True) as conn:
+            refuse_foreign(inspect_store(conn, table), table, url)
             context.configure(connection=conn, **options)
             with context.begin_transaction():
                 context.run_migrations()
@@ -456,6 +675,37 @@ def reset_stale_version_table(connection: sa.Connection, table: str) -> tuple[st
 def _target(url: str, table: str | None) -> tuple[str, str]:
     parsed = parse_store_url(url)
     return parsed.target, table or parsed.table or DEFAULT_TABLE
+
+
+def _file_store(url: str, what: str) -> bool:
+    """Whether ``url`` names a file store; for ``what`` other than ``upgrade``,
+    raise :class:`SchemaError` saying why it has no schema to act on."""
+    parsed = parse_store_url(url)
+    if parsed.scheme != "file":
+        return False
+    if what == "upgrade":
+        return True
+    raise SchemaError(
+        f"{parsed.redacted} is a file store: it has no SQL table to {what}. Its records are "
+        "pickles, and its index (queries) follows the row model it is opened with: columns "
+        "are added, or made again when a field's type changed, and filled from the pickles. "
+        "To do that now: typedstore.upgrade(path, row_model=...) or typedstore upgrade PATH "
+        "--row-model module:Class", table=str(parsed.target))
+
+
+def _upgrade_file_store(url: str, row_model: RowModel, extra_fields: ExtraFields) -> list[str]:
+    """:func:`upgrade` of a file store: open it with the row model, which adds (or
+    makes again) its index columns, and index every record from its pickle now.
+    Returns the index columns added; raises :class:`SchemaError` if stored records
+    do not fit the row model (:meth:`typedstore.fileindex.FileIndex.refresh`)."""
+    from .filesystem import FilesystemStore
+
+    store = FilesystemStore(url, row_model=row_model, extra_fields=extra_fields)
+    try:
+        store.query().count()  # brings the index in line with the pickles
+        return list(store.index.added)
+    finally:
+        store.close()
 
 
 @contextmanager
@@ -603,6 +853,7 @@ def migrate(connection: sa.Connection, url: str, table: str, revision: str = "he
     config = _config(url, table, connection=connection)
     connection.info.pop(_CREATED, None)
     with schema_lock(connection, table):
+        refuse_foreign(inspect_store(connection, table), table, url)
         before = None if downgrade else _footprint(connection, table)
         try:
             if downgrade:
@@ -678,6 +929,10 @@ def add_missing_columns(connection: sa.Connection, table: str, row_model: RowMod
 def _add_missing_columns(connection: sa.Connection, table: str, row_model: RowModel,
                          extra_fields: ExtraFields, new_table: bool) -> list[str]:
     metadata = target_metadata(table, row_model, extra_fields)
+    if not new_table:
+        # A field whose type changed is a migration's work, never an addition's.
+        refuse_type_changes(inspect_store(connection, table), metadata.tables[table],
+                            connection.dialect, None)
     context = MigrationContext.configure(
         connection, opts={"include_object": _include_only(table), "compare_type": False})
     added: list[str] = []
@@ -739,7 +994,15 @@ def upgrade(url: str, table: str | None = None, row_model: RowModel = None,
     GC3Pie table), then, with ``add_columns``, adds the row model's new
     columns and indexes (:func:`add_missing_columns`). All in one transaction
     where the database supports transactional DDL (SQLite, PostgreSQL).
+    A file store's URL (a directory) brings its index up to the row model
+    instead: columns added and filled from the pickles now.
+
+    Raises :class:`SchemaError` for a table that is not a store table, a
+    field whose type changed, a new required field of an existing table, and
+    (file store) records that do not fit the row model.
     """
+    if _file_store(url, "upgrade"):
+        return _upgrade_file_store(url, row_model, extra_fields)
     target, table = _target(url, table)
     engine = create_store_engine(target, poolclass=sa.pool.NullPool)
     try:
@@ -754,7 +1017,9 @@ def upgrade(url: str, table: str | None = None, row_model: RowModel = None,
 
 
 def downgrade(url: str, revision: str, table: str | None = None) -> None:
-    """Downgrade a store table to ``revision`` (``"base"`` drops it)."""
+    """Downgrade a store table to ``revision`` (``"base"`` drops it); a file store's
+    URL is a :class:`SchemaError` saying what to do instead."""
+    _file_store(url, "downgrade")
     target, table = _target(url, table)
     engine = create_store_engine(target, poolclass=sa.pool.NullPool)
     try:
@@ -784,11 +1049,18 @@ def _same_indexes_dropped(diffs: list[Any]) -> list[Any]:
 
 def drift(url: str, table: str | None = None, row_model: RowModel = None,
           extra_fields: ExtraFields = None) -> list[Any]:
-    """Alembic's differences between the database table and the row model (empty: none)."""
+    """Alembic's differences between the database table and the row model (empty: none).
+
+    A file store's URL is a :class:`SchemaError` saying what to do instead (its
+    index follows the row model it is opened with); a table name that cannot
+    work on the backend is a :class:`SchemaError` too (:func:`check_name`).
+    """
+    _file_store(url, "compare with a row model")
     target, table = _target(url, table)
     engine = create_store_engine(target, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
+            check_name(conn, table)
             context = MigrationContext.configure(
                 conn, opts={"include_object": _include_only(table), "compare_type": True})
             return _same_indexes_dropped(list(compare_metadata(

@@ -62,6 +62,7 @@ from .schema import (
     check_store,
     inspect_store,
     migrate,
+    refuse_foreign,
     schema_lock,
     typedstore_upgrade_command,
     upgrade_command,
@@ -280,6 +281,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             log.debug("%s: table %r is being changed elsewhere: %s", self.url.redacted,
                       table, busy)
             state = None
+        if state is not None:
+            refuse_foreign(state, table, url)  # never adopt a table someone else made
         if state is None or (create and not self._ready(state, wanted, url)):
             state = self._prepare_table(table, url, row_model, extra_fields)
         if not state.exists and not create:
