@@ -101,13 +101,14 @@ def _revision_number(revision: str) -> int | None:
 
 def upgrade_command(url: str, table: str) -> str:
     """The shell command that upgrades ``table`` at ``url`` (password hidden)."""
-    return f"alembic -x url='{redact(url)}' -x {shlex.quote('table=' + table)} upgrade head"
+    return (f"alembic -x {shlex.quote('url=' + redact(url))} -x {shlex.quote('table=' + table)} "
+            "upgrade head")
 
 
 def typedstore_upgrade_command(url: str, table: str) -> str:
     """The ``typedstore upgrade`` command for ``table`` at ``url`` (password hidden);
     unlike plain ``alembic upgrade``, it also repairs a table dropped by hand."""
-    return f"typedstore upgrade '{redact(url)}' --table {shlex.quote(table)}"
+    return f"typedstore upgrade {shlex.quote(redact(url))} --table {shlex.quote(table)}"
 
 
 # ---------------------------------------------------------------- inspecting
@@ -869,7 +870,8 @@ def migrate(connection: sa.Connection, url: str, table: str, revision: str = "he
             if isinstance(exc, CommandError):
                 # Typically the table is at a revision of the user's own chain, which
                 # only the user's alembic.ini knows.
-                fix = (f"alembic -x url='{redact(url)}' -x {shlex.quote('table=' + table)} "
+                fix = (f"alembic -x {shlex.quote('url=' + redact(url))} "
+                       f"-x {shlex.quote('table=' + table)} "
                        "upgrade heads")
                 raise SchemaError(
                     f"{redact(url)}: table {table!r}: {exc}; if it is at a revision of your "
