@@ -62,6 +62,7 @@ from .errors import (
     LoadError,
     LockTimeout,
     OutcomeUnknownError,
+    QueryError,
     ReadTimeout,
     SaveError,
     ServerTimeout,
@@ -80,6 +81,7 @@ CONNECTING = "typedstore_connecting"
 # What a driver error means (classify()).
 DISCONNECT = "disconnect"  # the connection is gone
 SILENT = "silent"  # no answer within the read timeout; the connection was closed
+POOL = "pool"  # every connection of the pool in use for longer than its timeout
 LOCK = "lock"  # a lock wait timed out
 STATEMENT = "statement"  # the statement timed out
 PACKET = "packet"  # a statement larger than the server's max_allowed_packet
@@ -229,6 +231,8 @@ def classify(exc: BaseException, dialect: sa.Dialect, connection: Any = None,
     """What a driver (or SQLAlchemy) error means: one of the module's kinds
     (``DISCONNECT``, ``LOCK``, ``STATEMENT``, ``PACKET``, ``CONNECT``,
     ``CONNECT_TIMEOUT``, ``OTHER``)."""
+    if isinstance(exc, sa.exc.TimeoutError):  # SQLAlchemy's pool, not the server
+        return POOL
     if any(getattr(e, CONNECTING, False) for e in _chain(exc)):
         return CONNECT_TIMEOUT if _timed_out(exc) else CONNECT
     if any(getattr(e, NO_ANSWER, False) for e in _chain(exc)):
@@ -245,8 +249,9 @@ def classify(exc: BaseException, dialect: sa.Dialect, connection: Any = None,
             return CONNECT_TIMEOUT
         if state == "55P03":  # lock_not_available: lock_timeout
             return LOCK
-        if state == "57014":  # query_canceled: statement_timeout
-            return STATEMENT
+        if state == "57014" and "statement timeout" in str(orig):
+            return STATEMENT  # query_canceled by statement_timeout (not by a user's
+            # pg_cancel_backend, which says "due to user request": an OTHER error)
         if state in ("57P01", "57P02", "57P03") or state.startswith("08"):
             return DISCONNECT  # admin or crash shutdown, connection exceptions
     elif name in ("mysql", "mariadb"):
@@ -364,6 +369,9 @@ class StoreConnection:
         self.lost: ConnectionLostError | None = None
         #: MySQL/MariaDB: the server's max_allowed_packet (0: no check).
         self.max_packet = 0
+        #: The last max_allowed_packet read from the server (kept across
+        #: reconnections, for queries on pooled connections; 0: not read yet).
+        self.server_packet = 0
         self._pid = os.getpid()
 
     # ------------------------------------------------------------ opening, closing
@@ -391,7 +399,7 @@ class StoreConnection:
             raw = conn.cursor()
             if self._mysql:
                 raw.execute("SELECT @@max_allowed_packet")
-                self.max_packet = int(raw.fetchone()[0])
+                self.max_packet = self.server_packet = int(raw.fetchone()[0])
         except Exception as exc:
             try:
                 conn.close()
@@ -710,7 +718,7 @@ class StoreConnection:
                 store, what, waited)
         if kind == PACKET:
             return self._too_large(sql, params, many, None, ids)
-        if kind in (CONNECT, CONNECT_TIMEOUT):
+        if kind in (CONNECT, CONNECT_TIMEOUT, POOL):
             return self._connect_error(exc)
         if is_deadlock(exc):
             return DeadlockError(
@@ -722,14 +730,41 @@ class StoreConnection:
             return LoadError(message, ids[0] if ids else None)
         return SaveError(message, ids[0] if ids else None)
 
-    def _connect_error(self, exc: BaseException) -> ConnectError:
+    def _connect_error(self, exc: BaseException) -> ConnectError | LockTimeout:
         store = self.describe()
-        if classify(exc, self.dialect) == CONNECT_TIMEOUT or _timed_out(exc):
+        kind = classify(exc, self.dialect)
+        if kind == POOL:
+            pool = self.engine.pool
+            size = f"{pool.size()} + {pool._max_overflow} overflow " \
+                if isinstance(pool, sa.pool.QueuePool) else ""
+            waited = float(getattr(pool, "_timeout", self.timeouts.lock))
+            return LockTimeout(
+                f"{store}: every pooled connection ({size}) was in use for longer than "
+                f"{waited:g} s (lock_timeout): threads hold too many query results open "
+                "(read them to the end, or close them), or the pool is too small "
+                "(engine_options={'pool_size': ..., 'max_overflow': ...})",
+                "a pooled connection", waited, store)
+        if kind == CONNECT_TIMEOUT or _timed_out(exc):
+            seconds = self._connect_seconds()
             return ConnectTimeout(
                 f"{store}: connecting to the server took longer than connect_timeout="
-                f"{self.timeouts.connect:g} s (a server that accepts connections but does "
-                f"not answer?): {_said(exc)}", store, "connecting", self.timeouts.connect)
+                f"{seconds:g} s (a server that accepts connections but does "
+                f"not answer?): {_said(exc)}", store, "connecting", seconds)
         return ConnectError(f"{store}: cannot connect to the server: {_said(exc)}", store)
+
+    def _connect_seconds(self) -> float:
+        """The connect timeout in effect: the URL's ``connect_timeout`` wins over
+        the store's (engine.py); libpq counts whole seconds, at least 2."""
+        seconds = self.timeouts.connect
+        given = self.engine.url.query.get("connect_timeout")
+        if isinstance(given, str):
+            try:
+                seconds = float(given)
+            except ValueError:
+                log.debug("connect_timeout=%r in the URL is not a number", given)
+        if self.dialect.name == "postgresql":
+            seconds = float(max(2, math.ceil(seconds)))
+        return seconds
 
     def _statement(self, sql: str, params: Any, many: bool) -> tuple[str, tuple[Any, ...]]:
         """How to name a statement in a message, and the records it is about."""
@@ -784,6 +819,31 @@ class StoreConnection:
             if size > limit:
                 raise self._too_large(sql, row, False, size, None)
 
+    def check_query(self, cursor: Any, sql: str, params: Any, what: str) -> None:
+        """MySQL/MariaDB: refuse a query larger than the server's
+        max_allowed_packet before sending it on ``cursor`` (a pooled
+        connection's), with a QueryError giving both sizes: the server would
+        drop the connection, and a retry would too."""
+        if not self._mysql:
+            return
+        bound = len(sql) + 1 + sum(
+            2 * len(v) + 12 if isinstance(v, (bytes, bytearray, memoryview))
+            else 4 * len(v) + 2 if isinstance(v, str) else 32
+            for v in (params.values() if isinstance(params, Mapping) else params or ()))
+        if bound <= 1 << 20 or (self.server_packet and bound <= self.server_packet):
+            return  # below 1 MiB, every server's max_allowed_packet allows it
+        if not self.server_packet:
+            cursor.execute("SELECT @@max_allowed_packet")
+            self.server_packet = int(cursor.fetchone()[0])
+        size = len(cursor.mogrify(sql, params).encode(cursor.connection.encoding,
+                                                      "surrogateescape")) + 1
+        if size > self.server_packet:
+            raise QueryError(
+                f"{self.describe()}: {what} is a {size}-byte statement, larger than the "
+                f"server's max_allowed_packet ({self.server_packet} bytes); nothing was "
+                "sent. Ask with fewer or shorter values (a long IN list: split it), or "
+                "raise max_allowed_packet on the server.")
+
     def _too_large(self, sql: str, row: Any, many: bool, size: int | None,
                    ids: tuple[Any, ...] | None) -> SaveError:
         store = self.describe()
@@ -823,7 +883,7 @@ class StoreConnection:
     def _translate_other(self, exc: BaseException, what: str, started: float) -> StoreError:
         kind = classify(exc, self.dialect)
         store = self.describe()
-        if kind in (CONNECT, CONNECT_TIMEOUT):
+        if kind in (CONNECT, CONNECT_TIMEOUT, POOL):
             return self._connect_error(exc)
         if kind == SILENT:
             return ReadTimeout(
@@ -840,7 +900,7 @@ class StoreConnection:
             return LockTimeout(
                 f"{store}: {what} waited {waited:.1f} s for a lock held by another client "
                 f"(lock_timeout={self.timeouts.lock:g} s); nothing was written",
-                what, waited, store)
+                f"a lock needed for {what}", waited, store)
         if kind == STATEMENT:
             return ServerTimeout(
                 f"{store}: {what} ran longer than statement_timeout="

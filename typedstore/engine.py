@@ -36,7 +36,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from .connections import CONNECTING, Timeouts
 from .deadlines import postgresql_connection_class
@@ -83,6 +83,10 @@ def create_store_engine(url: str | sa.URL, timeouts: Timeouts | None = None,
     elif backend in ("mysql", "mariadb"):
         options["connect_args"] = connect_args = dict(options.get("connect_args", {}))
         read_later = _mysql_args(sa_url, timeouts, connect_args)
+    if options.get("poolclass") in (None, QueuePool) and not (
+            backend == "sqlite" and sa_url.database in (None, "", ":memory:")):
+        # Waiting for a pooled connection is a wait like a lock's (LockTimeout).
+        options.setdefault("pool_timeout", timeouts.lock)
     if backend != "sqlite":
         options.setdefault("pool_pre_ping", True)
         # Positional parameters: the drivers take a tuple per row with less

@@ -115,7 +115,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             process's lock (``META/commit.lock``, ``META/next_id.lock``) before
             raising :class:`LockTimeout`; ``None``:
             :data:`~typedstore.defaults.LOCK_TIMEOUT`.
-        **extra: accepted and ignored, for compatibility with ``SqlStore``.
+        **extra: accepted and ignored, for compatibility with ``SqlStore``
+            (``connect_timeout``, ``statement_timeout`` and ``read_timeout``
+            are still checked: a wrong value raises ValueError, as there).
 
     Attributes:
         directory (Path): the store directory.
@@ -137,6 +139,11 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         **extra: Any,
     ) -> None:
         metadata = metadata_dir
+        # Every timeout is checked, the ones a directory has no use for too:
+        # a wrong value is an error on every backend, never ignored.
+        timeouts = Timeouts.resolve(
+            connect=extra.pop("connect_timeout", None), lock=lock_timeout,
+            statement=extra.pop("statement_timeout", None), read=extra.pop("read_timeout", None))
         url = parse_store_url(directory)
         if url.scheme != "file":
             raise StoreError(f"FilesystemStore needs a directory, got {url}")
@@ -170,7 +177,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._tmpdir = self._dir if inside else os.path.join(self._meta, "tmp")
         os.makedirs(self._tmpdir, exist_ok=True)
         self._durable = durable
-        self._lock_timeout = Timeouts.resolve(lock=lock_timeout).lock
+        self._lock_timeout = timeouts.lock
         self._commit_lock = ProcessLock(self._meta / "commit.lock", self._lock_timeout,
                                         url.redacted, "commit lock")
         self._tmp_counter = itertools.count()

@@ -795,6 +795,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         values = {k: (processors[k](v) if k in processors else v) for k, v in params.items()}
         args = tuple(values[n] for n in compiled.positiontup) if dialect.positional else values
         try:
+            self._link.check_query(cursor, compiled.string, args, "the query")
             cursor.execute(compiled.string, args)
             if cursor.description is None:
                 return  # psycopg's stream describes no columns when no row came

@@ -420,3 +420,23 @@ def test_errors_are_typedstore_errors(server: Server, open_sql: Callable[..., Sq
         with server.engine.connect() as conn:
             conn.exec_driver_sql(f"ALTER TABLE {server.table}_x RENAME TO {server.table}")
     assert store.load(job_id).name == "job"
+
+
+def test_query_larger_than_max_allowed_packet(mysql_base_url: str) -> None:
+    """A query the server would refuse by dropping the connection is refused
+    before it is sent, once, with both sizes; the store goes on."""
+    from typedstore import QueryError, make_store
+
+    store = make_store(f"{mysql_base_url}#table=packet_{uuid.uuid4().hex[:8]}")
+    try:
+        kept = store.save(Job("kept"))
+        with store.engine.connect() as conn:  # type: ignore[attr-defined]
+            limit = conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar()
+        huge = b"x" * limit  # sent in hexadecimal: twice the limit
+        with pytest.raises(QueryError) as info:
+            list(store.query(store.table.c.data == huge).ids())  # type: ignore[attr-defined]
+        message = str(info.value)
+        assert f"max_allowed_packet ({limit} bytes)" in message and "nothing was sent" in message
+        assert list(store.query().ids()) == [kept]
+    finally:
+        store.close()

@@ -141,6 +141,40 @@ def test_statement_timeout_on_postgresql(store_url: str, opened: Callable[..., S
         engine.dispose()
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_cancelled_by_another_client_is_not_a_timeout(store_url: str,
+                                                      opened: Callable[..., Store]) -> None:
+    """pg_cancel_backend() gives the same SQLSTATE as statement_timeout: the
+    error must say the statement was cancelled, not that a timeout expired."""
+    store = opened(store_url, lock_timeout=30)
+    assert isinstance(store, SqlStore)
+    job = Job("job")
+    job_id = store.save(job)
+    pid = store._link.backend_id()
+    table = store_url.partition("table=")[2]
+    engine = sa.create_engine(store_url.partition("#")[0], poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as holder, holder.begin():
+            holder.execute(sa.text(f"SELECT id FROM {table} WHERE id = :id FOR UPDATE"),
+                           {"id": int(job_id)})
+            with engine.connect() as canceller:
+                timer = threading.Timer(1.0, lambda: canceller.execute(
+                    sa.text("SELECT pg_cancel_backend(:pid)"), {"pid": pid}))
+                timer.start()
+                job.name = "changed"
+                with pytest.raises(StoreError) as info:
+                    store.save(job)
+                timer.join()
+        error = info.value
+        assert not isinstance(error, ServerTimeout), error
+        assert "user request" in str(error) and "statement_timeout" not in str(error)
+        store.invalidate_cache()
+        assert store.load(job_id).name == "job"
+    finally:
+        engine.dispose()
+
+
 # ---------------------------------------------------------------- SQLite
 
 
@@ -291,6 +325,16 @@ def test_server_that_never_answers(scheme: str, silent: SilentServer) -> None:
     assert silent.accepted, "the store never connected"
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql"])
+def test_connect_timeout_in_the_url_is_the_one_reported(scheme: str,
+                                                        silent: SilentServer) -> None:
+    url = f"{scheme}://user:secret@127.0.0.1:{silent.port}/jobs?connect_timeout=3"
+    with pytest.raises(ConnectTimeout) as info:
+        make_store(url, connect_timeout=20)  # the URL's wins, as the driver sees it
+    assert info.value.waited == 3 and "connect_timeout=3 s" in str(info.value)
+
+
 @pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql"])
 def test_nothing_listening(scheme: str) -> None:
     with socket.socket() as probe:
@@ -318,6 +362,12 @@ def test_timeout_arguments(tmp_path: Path) -> None:
     files = make_store(str(tmp_path / "jobs"), connect_timeout=3, lock_timeout=2)
     assert isinstance(files, FilesystemStore) and files._commit_lock.timeout == 2
     files.close()
+    # ... and checks them: a wrong value is an error on every backend.
+    for bad in ({"connect_timeout": "10"}, {"statement_timeout": -5},
+                {"read_timeout": float("nan")}, {"lock_timeout": 2, "read_timeout": 1}):
+        with pytest.raises(ValueError, match="timeout"):
+            make_store(str(tmp_path / "bad"), **bad)
+    assert not (tmp_path / "bad").exists()  # refused before anything was made
     sql = make_store(f"sqlite:///{tmp_path / 'y.db'}", lock_timeout=2, metadata_dir=None)
     with sql.engine.connect() as conn:  # type: ignore[attr-defined]
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 2000
@@ -349,3 +399,26 @@ def test_driver_errors_are_classified() -> None:
     refused = pymysql.err.OperationalError(2003, "Can't connect (timed out)")
     setattr(refused, c.CONNECTING, True)
     assert c.classify(refused, my) == c.CONNECT_TIMEOUT
+
+
+def test_pool_exhausted_by_open_queries(backend: str, store_url: str,
+                                        opened: Callable[..., Store]) -> None:
+    """Every pooled connection held by an unfinished query: the next query
+    waits lock_timeout for one, then a LockTimeout says so (not a connect
+    timeout: the server is fine)."""
+    if backend == "file":
+        pytest.skip("no connection pool")
+    store = opened(store_url, lock_timeout=1,
+                   engine_options={"pool_size": 1, "max_overflow": 0})
+    for n in range(3):
+        store.save(Job(f"job {n}"))
+    holding = iter(store.query().objects())
+    next(holding)  # its connection stays checked out until the rest is read
+    with pytest.raises(LockTimeout) as info:
+        list(store.query().objects())
+    error = info.value
+    assert error.lock == "a pooled connection" and error.waited == 1
+    assert "query results open" in str(error) and "pool_size" in str(error)
+    assert not isinstance(error, ConnectError)
+    assert len(list(holding)) == 2  # the held query finishes; its connection returns
+    assert len(list(store.query().objects())) == 3
