@@ -14,6 +14,7 @@ from .accessors import (
     GetOnly,
     GetValue,
 )
+from .allowlist import AllowList, allowed_classes
 from .defaults import DEFAULT_PROTOCOL
 from .errors import (
     ConflictError,
@@ -48,6 +49,7 @@ from .store import Store, make_store, register
 __all__ = [
     "DEFAULT_PROTOCOL",
     "GET",
+    "AllowList",
     "BackfillError",
     "BackfillReport",
     "ConflictError",
@@ -85,6 +87,7 @@ __all__ = [
     "TransactionError",
     "UnsafeLoadError",
     "UrlError",
+    "allowed_classes",
     "backfill",
     "downgrade",
     "drift",

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, SupportsIndex
 
+from .allowlist import AllowFn, AllowList, split_name
 from .defaults import DEFAULT_PROTOCOL
 from .errors import LoadError, UnsafeLoadError
 from .ids import GC3PIE_PAYLOAD_PROTOCOL, gc3pie_payload
@@ -272,11 +273,7 @@ _CLASS_ALIASES: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
-def _split(dotted: str) -> tuple[str, str]:
-    module, sep, name = dotted.rpartition(":") if ":" in dotted else dotted.rpartition(".")
-    if not sep or not module or not name:
-        raise ValueError(f"expected 'module.ClassName' or 'module:ClassName', got {dotted!r}")
-    return module, name
+_split = split_name
 
 
 def register_class_alias(old: str, new: str | type) -> None:
@@ -291,34 +288,14 @@ def register_class_alias(old: str, new: str | type) -> None:
     _ALIAS_MODULES = _searched_modules(_CLASS_ALIASES)
 
 
-#: Decides whether a record may name a class: ``(module, name) -> bool``.
-AllowFn = Callable[[str, str], bool]
-
-
-def allow_list(names: Iterable[str]) -> AllowFn:
-    """An :data:`AllowFn` permitting the listed ``module.Class`` names and whole
-    modules (``"mypackage.jobs.*"``), plus the builtins pickle needs for plain data."""
-    exact: set[tuple[str, str]] = set()
-    modules: set[str] = {"builtins", "copyreg", "collections", "datetime", "decimal"}
-    for entry in names:
-        if entry.endswith(".*"):
-            modules.add(entry[:-2])
-        else:
-            exact.add(_split(entry))
-    exact |= set(_CLASS_ALIASES.values())
-
-    def allowed(module: str, name: str) -> bool:
-        if (module, name) in exact or module in modules:
-            return not (module == "builtins" and name in _DANGEROUS_BUILTINS)
-        return False
-
-    return allowed
-
-
-_DANGEROUS_BUILTINS = frozenset(
-    {"eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "__import__",
-     "globals", "locals", "vars", "input", "breakpoint"}
-)
+def allow_list(names: Iterable[str | type]) -> AllowList:
+    """An :class:`~typedstore.allowlist.AllowList` of ``names`` (classes,
+    ``module.Class`` names, ``package.*`` wildcards) that also admits the
+    targets of the registered class aliases."""
+    allow = AllowList(names)
+    for module, name in _CLASS_ALIASES.values():
+        allow.add(module, name)
+    return allow
 
 
 class MissingClass:
@@ -415,21 +392,28 @@ class _RecordUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         module, name = _CLASS_ALIASES.get((module, name), (module, name))
-        if self.allow is not None and not self.allow(module, name):
-            raise UnsafeLoadError(
-                f"record {self.record_id}: class {module}.{name} is not allowed by this "
-                "store's allow-list",
-                self.record_id,
-                f"{module}.{name}",
-            )
+        allow = self.allow
+        if allow is not None and not allow(module, name):
+            raise self._refused(module, name, "is not allowed by this store's allow-list")
         try:
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
         except (ImportError, AttributeError):
             if not self.placeholders:
                 raise
             log.warning("record %s: class %s.%s is gone; loading a placeholder",
                         self.record_id, module, name)
             return _placeholder(module, name)
+        admits = getattr(allow, "admits", None)
+        if admits is not None and not admits(module, name, found):
+            raise self._refused(module, name, "is not a class defined in that module (a "
+                                "function, a module, or a class imported from elsewhere): "
+                                "the allow-list admits it only by its exact name")
+        return found
+
+    def _refused(self, module: str, name: str, why: str) -> UnsafeLoadError:
+        return UnsafeLoadError(f"record {self.record_id}: global {module}.{name} {why}; "
+                               "nothing of the record was loaded", self.record_id,
+                               f"{module}.{name}")
 
 
 class _LoadFrame:

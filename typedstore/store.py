@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from .allowlist import AllowFn, AllowList
 from .defaults import DEFAULT_PROTOCOL, RETRY_ATTEMPTS, RETRY_BACKOFF, RETRY_MAX_BACKOFF
 from .errors import (
     ConflictError,
@@ -41,7 +42,6 @@ from .errors import (
 from .identity import IdentityMap
 from .ids import IdFactory
 from .serialization import (
-    AllowFn,
     allow_list,
     apply_upgrades,
     dumps,
@@ -228,9 +228,13 @@ class Store(ABC):
     :func:`make_store` builds for those URL schemes.
 
     Common constructor arguments: ``idfactory``, ``protocol`` (pickle
-    protocol), ``allowed_classes`` (allow-list of ``module.Class`` names a record
-    may name), ``missing_classes`` (``"error"``, or ``"placeholder"`` to load a
-    record whose class is gone as a :class:`MissingClass`).
+    protocol), ``allowed_classes`` (the allow-list of what a record may name:
+    classes, ``module.Class`` names, ``package.*`` wildcards, an
+    :class:`~typedstore.allowlist.AllowList` such as
+    :func:`~typedstore.allowlist.allowed_classes` makes, or a function
+    ``(module, name) -> bool``; see docs/security.md), ``missing_classes``
+    (``"error"``, or ``"placeholder"`` to load a record whose class is gone
+    as a :class:`MissingClass`).
 
     Attributes:
         url (StoreUrl | None): where the store lives.
@@ -274,7 +278,7 @@ class Store(ABC):
         url: str | os.PathLike[str] | StoreUrl | None = None,
         idfactory: IdFactory | None = None,
         protocol: int = DEFAULT_PROTOCOL,
-        allowed_classes: Iterable[str] | AllowFn | None = None,
+        allowed_classes: Iterable[str | type] | AllowFn | None = None,
         missing_classes: str = "error",
     ) -> None:
         if missing_classes not in ("error", "placeholder"):
@@ -284,8 +288,15 @@ class Store(ABC):
         self.url = parse_store_url(url) if url is not None else None
         self.idfactory = idfactory if idfactory is not None else self._default_idfactory()
         self.protocol = protocol
-        if allowed_classes is None or callable(allowed_classes):
-            self._allow: AllowFn | None = allowed_classes
+        if isinstance(allowed_classes, str):
+            raise TypeError(f"allowed_classes is a list of names or classes, not the "
+                            f"string {allowed_classes!r}")
+        if isinstance(allowed_classes, AllowList):
+            self._allow: AllowFn | None = allow_list([])
+            self._allow.exact |= allowed_classes.exact
+            self._allow.packages |= allowed_classes.packages
+        elif allowed_classes is None or callable(allowed_classes):
+            self._allow = allowed_classes
         else:
             self._allow = allow_list(allowed_classes)
         self._identity = IdentityMap()

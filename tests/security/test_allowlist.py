@@ -1,0 +1,103 @@
+"""The allow-list holds against planted records (issue 12, item 1).
+
+Each planted record of :mod:`tests.security.planted` runs a command when
+unpickled freely. Written into a real store (a record file of the file store,
+a row of each SQL backend), it must be refused by ``load`` and by a query that
+returns objects, with an UnsafeLoadError naming the record and the global,
+and the marker file the command would create must stay absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from typedstore import FilesystemStore, SqlStore, Store, UnsafeLoadError
+from typedstore.allowlist import SAFE_GLOBALS, AllowList, allowed_classes
+
+from .planted import planted
+from .victim import Job
+
+VICTIM = Job.__module__  # tests.security.victim, or security.victim (pytest's rootdir)
+ALLOWED = [f"{VICTIM}.*"]
+
+
+def plant(store: Store, id_: Any, payload: bytes) -> None:
+    """Overwrite record ``id_``'s payload with ``payload``, as a hostile
+    writer with access to the storage would."""
+    if isinstance(store, FilesystemStore):
+        Path(store.directory, str(id_)).write_bytes(payload)
+    else:
+        assert isinstance(store, SqlStore)
+        with store.engine.begin() as conn:
+            conn.execute(sa.update(store.table).where(store.table.c.id == int(id_))
+                         .values(data=payload))
+
+
+@pytest.mark.parametrize("name", sorted(planted("M")))
+def test_planted_record_is_refused(name: str, open_store: Callable[..., Store],
+                                   tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    payload = planted(str(marker), VICTIM)[name]
+    writer = open_store()
+    good = writer.save(Job("good"))
+    bad = writer.save(Job("to be replaced by the planted payload"))
+    plant(writer, bad, payload)
+    reader = open_store(allowed_classes=ALLOWED)
+    with pytest.raises(UnsafeLoadError) as info:
+        reader.load(bad)
+    assert str(info.value.id) == str(bad) and f"record {bad}" in str(info.value)
+    assert info.value.global_name and info.value.global_name in str(info.value)
+    if not isinstance(writer, FilesystemStore):  # the file store: see test_file_index
+        with pytest.raises(UnsafeLoadError):
+            list(open_store(allowed_classes=ALLOWED).query().objects())
+    assert not marker.exists(), f"{name}: the planted command ran"
+    loaded = reader.load(good)  # the rest of the store is unharmed
+    assert loaded.name == "good" and isinstance(loaded.state, Job.State)
+
+
+def test_listing_classes_or_deriving_them() -> None:
+    """Classes, exact names, nested classes and derived lists admit exactly them."""
+    class Base:
+        pass
+
+    class Child(Base):
+        pass
+
+    derived = allowed_classes(Base)
+    for allow in (derived, AllowList([Base, Child])):
+        assert allow(Child.__module__, Child.__qualname__)
+    assert not AllowList([Base])(Child.__module__, Child.__qualname__)
+    assert AllowList([f"{VICTIM}:Job.State"])(VICTIM, "Job.State")
+    package = AllowList(ALLOWED)
+    assert package(VICTIM, "Job") and package(VICTIM,
+                                                               "Job.State")
+    assert not package(VICTIM, "os.system")
+    assert not package(VICTIM, "Job.__init__.__globals__")
+    assert not package(VICTIM + "x", "Job") and not package("os", "system")
+    assert not package.admits(VICTIM, "run_command", print)
+    for bad in ("nodots", ".*", "a b.*"):
+        with pytest.raises(ValueError):
+            AllowList([bad])
+    with pytest.raises(TypeError):
+        AllowList([42])  # type: ignore[list-item]
+
+
+def test_safe_globals_are_values_or_exceptions() -> None:
+    """No function in the vetted set but the reconstruction helpers pickle
+    itself uses; no module-level wildcard at all."""
+    import importlib
+
+    helpers = {("copyreg", "_reconstructor"), ("copyreg", "__newobj__"),
+               ("copyreg", "__newobj_ex__"), ("_codecs", "encode")}
+    for module, name in SAFE_GLOBALS - helpers:
+        obj = getattr(importlib.import_module(module), name)
+        assert isinstance(obj, type), f"{module}.{name} is not a class"
+        assert "." not in name
+    for dangerous in [("builtins", "eval"), ("builtins", "getattr"), ("builtins", "type"),
+                      ("builtins", "__import__"), ("os", "system"), ("builtins", "open")]:
+        assert dangerous not in SAFE_GLOBALS
