@@ -30,6 +30,7 @@ from .errors import SchemaError, StoreError
 from .ids import IntId
 from .serialization import MissingClass
 from .store import Store
+from .typemap import mysql_table_options
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,15 @@ def _progress(total: int, description: str, show: bool | None) -> Iterator[Any]:
         yield lambda n: bar.advance(task, n)
 
 
-def _checkpoint_table() -> sa.Table:
+def _checkpoint_table(dialect: sa.Dialect | None = None) -> sa.Table:
+    """The checkpoint table; on MariaDB/MySQL utf8mb4 whatever the database's default
+    (it holds store table names, which may be any Unicode)."""
     return sa.Table(
         CHECKPOINT_TABLE, sa.MetaData(),
         sa.Column("table_name", sa.String(255), primary_key=True),
         sa.Column("columns", sa.String(255), primary_key=True),
         sa.Column("last_id", sa.BigInteger, nullable=False),
+        **(mysql_table_options(dialect) if dialect is not None else {}),
     )
 
 
@@ -119,9 +123,9 @@ def backfill(
         return BackfillReport()
     table = store.table
     key = ",".join(sorted(f.name for f in specs))
-    checkpoints = _checkpoint_table()
     engine = store.engine
     with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        checkpoints = _checkpoint_table(conn.dialect)
         checkpoints.create(conn, checkfirst=True)
         where = (checkpoints.c.table_name == table.name) & (checkpoints.c.columns == key)
         if restart:

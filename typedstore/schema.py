@@ -47,7 +47,7 @@ from sqlalchemy.dialects import mysql
 from sqlmodel import SQLModel
 
 from . import typemap
-from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT
+from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT, STATE_LENGTH
 from .engine import create_store_engine
 from .errors import SchemaError
 from .rows import BASE_COLUMNS as BASE_COLUMN_NAMES
@@ -99,10 +99,26 @@ def _revision_number(revision: str) -> int | None:
     return None
 
 
-def upgrade_command(url: str, table: str) -> str:
-    """The shell command that upgrades ``table`` at ``url`` (password hidden)."""
+def model_spec(row_model: RowModel) -> str | None:
+    """``module:Qualname`` of a row model importable by that name (``None`` otherwise)."""
+    if row_model is None:
+        return None
+    spec = f"{row_model.__module__}:{row_model.__qualname__}"
+    try:
+        return spec if _import_object(spec) is row_model else None
+    except Exception as exc:
+        log.debug("row model %s is not importable as %s: %s", row_model.__name__, spec, exc)
+        return None
+
+
+def upgrade_command(url: str, table: str, row_model: RowModel = None) -> str:
+    """The shell command that upgrades ``table`` at ``url`` (password hidden), with
+    ``-x row_model=...`` when the row model is importable (revisions that convert
+    its columns use it: ts0003)."""
+    spec = model_spec(row_model)
+    model = f"-x {shlex.quote('row_model=' + spec)} " if spec else ""
     return (f"alembic -x {shlex.quote('url=' + redact(url))} -x {shlex.quote('table=' + table)} "
-            "upgrade head")
+            f"{model}upgrade head")
 
 
 def typedstore_upgrade_command(url: str, table: str) -> str:
@@ -430,7 +446,8 @@ def inspect_store(connection: sa.Connection, table: str) -> TableState:
                       foreign_problems(types, connection.dialect), types, connection.dialect)
 
 
-def check_store(state: TableState, wanted: sa.Table, url: str) -> None:
+def check_store(state: TableState, wanted: sa.Table, url: str,
+                row_model: RowModel = None) -> None:
     """Raise :class:`SchemaError` unless a store can use the table as it is.
 
     Refused: a table that is not a store table (:func:`refuse_foreign`), a
@@ -446,7 +463,7 @@ def check_store(state: TableState, wanted: sa.Table, url: str) -> None:
         number, needed = _revision_number(revision), _revision_number(head)
         if number is None or needed is None or number == needed:
             continue
-        fix = upgrade_command(url, table)
+        fix = upgrade_command(url, table, row_model)
         if number < needed:
             raise SchemaError(
                 f"{redact(url)}: table {table!r} is at schema revision {revision}, this "
@@ -558,6 +575,7 @@ def run_environment() -> None:
     row_model = config.attributes.get("typedstore_row_model")
     if row_model is None and x.get("row_model"):
         row_model = _import_object(x["row_model"])
+    config.attributes["typedstore_row_model"] = row_model  # for ts0003
     options: dict[str, Any] = {
         "target_metadata": target_metadata(
             table, row_model, config.attributes.get("typedstore_extra_fields")),
@@ -609,6 +627,152 @@ def _widen_after_adoption(table: str) -> Callable[..., None]:
             widen_payload(ctx.connection, table)
 
     return after_step
+
+
+# ---------------------------------------------------------------- the type map on old tables
+
+_MYSQL_INT_WIDTH = re.compile(r"^(TINYINT|SMALLINT|MEDIUMINT|INTEGER|INT|BIGINT)\(\d+\)")
+_MYSQL_CHARSET = re.compile(r" (CHARACTER SET|COLLATE) \w+")
+
+
+def _form(type_: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> str:
+    """A column type as the database spells it, for telling two forms of one kind
+    apart (MariaDB ``FLOAT`` and ``DOUBLE``): display widths, character sets and
+    collations left out on MariaDB/MySQL (read from the catalogue instead)."""
+    if isinstance(type_, sa.types.TypeDecorator):
+        type_ = type_.load_dialect_impl(dialect)
+    text = _shown(type_, dialect)
+    if typemap.is_mysql(dialect):
+        text = _MYSQL_CHARSET.sub("", _MYSQL_INT_WIDTH.sub(r"\1", text))
+        text = {"BOOL": "TINYINT", "INT": "INTEGER"}.get(text, text)
+        text = text.replace("NUMERIC", "DECIMAL")
+    return text
+
+
+def _mysql_text_settings(connection: sa.Connection, table: str) -> dict[str, tuple[str, str]]:
+    """``{column: (character set, collation)}`` of the text columns of ``table``."""
+    rows = connection.execute(sa.text(
+        "SELECT column_name, character_set_name, collation_name FROM "
+        "information_schema.columns WHERE table_schema = DATABASE() AND table_name = :t "
+        "AND character_set_name IS NOT NULL"), {"t": table})
+    return {str(name): (str(charset), str(collation)) for name, charset, collation in rows}
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One column :func:`convert_to_type_map` changes: its name, the reflected
+    column, and the type the map gives it."""
+
+    column: str
+    reflected: Mapping[str, Any]
+    target: sa.types.TypeEngine[Any]
+
+
+def type_map_conversions(connection: sa.Connection, table: str, row_model: RowModel
+                         ) -> list[Conversion]:
+    """The columns of store table ``table`` whose type is not the one the type map
+    gives them, though they hold the same kind of values (a table made before the
+    map: a MariaDB ``FLOAT`` for a ``float`` field, text without the binary
+    collation, ``INTEGER`` for ``int``, a SQLite ``NUMERIC`` for a ``Decimal``).
+
+    Looked at: ``state`` (MariaDB/MySQL: utf8mb4 with the binary collation, as new
+    tables have it) and, with ``row_model``, its fields' columns. GC3Pie
+    ``extra_fields`` columns and columns of other kinds (a type changed on
+    purpose: :func:`refuse_type_changes`) are left alone.
+    """
+    dialect = connection.dialect
+    reflected = {c["name"]: c for c in sa.inspect(connection).get_columns(table)}
+    wanted: dict[str, sa.types.TypeEngine[Any]] = {}
+    if typemap.is_mysql(dialect):
+        wanted["state"] = mysql.VARCHAR(STATE_LENGTH, charset=typemap.MYSQL_CHARSET,
+                                        collation=typemap.mysql_collation(dialect))
+    if row_model is not None:
+        model = build_table(table, new_metadata(), row_model)
+        for column in model.columns:
+            if column.name not in BASE_COLUMN_NAMES:
+                wanted[column.name] = column.type
+    settings = _mysql_text_settings(connection, table) if typemap.is_mysql(dialect) else {}
+    conversions = []
+    for name, target in wanted.items():
+        found = reflected.get(name)
+        if found is None:
+            continue
+        have, need = column_kind(found["type"], dialect), column_kind(target, dialect)
+        scaled = have == "decimal" and need == "int" and dialect.name == "sqlite"
+        if have is None or (have != need and not scaled):
+            continue
+        differs = _form(found["type"], dialect) != _form(target, dialect)
+        if name in settings:
+            impl = target.load_dialect_impl(dialect) if isinstance(
+                target, sa.types.TypeDecorator) else target
+            charset = getattr(impl, "charset", None) or typemap.MYSQL_CHARSET
+            collation = getattr(impl, "collation", None) or typemap.mysql_collation(dialect)
+            differs = differs or settings[name] != (charset, collation)
+        if differs:
+            conversions.append(Conversion(name, found, target))
+    return conversions
+
+
+def convert_to_type_map(connection: sa.Connection, table: str, row_model: RowModel
+                        ) -> list[str]:
+    """Change the columns :func:`type_map_conversions` finds to the type map's types,
+    keeping their values, nullability and defaults; return their names.
+
+    Alembic operations: ``ALTER COLUMN ... TYPE`` on PostgreSQL (a native enum
+    or a time zone-aware timestamp converted with ``USING``), ``MODIFY`` on
+    MariaDB/MySQL (whose indexes on the column are made again, with a prefix
+    for LONGTEXT), a batch table copy on SQLite (``NUMERIC`` decimals scaled to
+    the map's integers first).
+    """
+    conversions = type_map_conversions(connection, table, row_model)
+    if not conversions:
+        return []
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    ops = Operations(MigrationContext.configure(connection))
+    changed = {c.column for c in conversions}
+    indexes = [i for i in sa.inspect(connection).get_indexes(table)
+               if changed & set(i["column_names"])] if typemap.is_mysql(dialect) else []
+    for index in indexes:
+        ops.drop_index(str(index["name"]), table_name=table)
+    for conversion in conversions:
+        target = conversion.target
+        if dialect.name == "sqlite" and isinstance(target, typemap.ScaledDecimal):
+            name = quote(conversion.column)
+            connection.execute(sa.text(
+                f"UPDATE {quote(table)} SET {name} = CAST(ROUND({name} * "
+                f"{10 ** target.scale}) AS INTEGER) WHERE {name} IS NOT NULL"))
+    with ops.batch_alter_table(table) as batch:
+        for conversion in conversions:
+            column = conversion.reflected
+            target = conversion.target
+            impl = target.load_dialect_impl(dialect) if isinstance(
+                target, sa.types.TypeDecorator) else target
+            extra: dict[str, Any] = {}
+            if dialect.name == "postgresql":
+                name = quote(conversion.column)
+                if isinstance(column["type"], sa.Enum):
+                    extra["postgresql_using"] = f"{name}::text"
+                elif getattr(column["type"], "timezone", False):
+                    extra["postgresql_using"] = f"{name} AT TIME ZONE 'UTC'"
+            default = column.get("default")
+            batch.alter_column(
+                conversion.column, type_=impl, existing_type=column["type"],
+                existing_nullable=column["nullable"],
+                existing_server_default=sa.text(default) if default is not None else None,
+                existing_comment=column.get("comment"), **extra)
+    for index in indexes:
+        names = [str(n) for n in index["column_names"]]
+        kwargs: dict[str, Any] = {}
+        if len(names) == 1 and conversions and any(
+                c.column == names[0] and getattr(c.target, "needs_index_prefix", lambda: False)()
+                for c in conversions):
+            kwargs["mysql_length"] = typemap.MYSQL_INDEX_PREFIX
+        ops.create_index(str(index["name"]), table, names, unique=bool(index.get("unique")),
+                         **kwargs)
+    log.warning("table %s: column(s) %s converted to the type map's types (made before it)",
+                table, ", ".join(sorted(changed)))
+    return sorted(changed)
 
 
 # ---------------------------------------------------------------- repairs
@@ -840,7 +1004,7 @@ def _created_here(connection: sa.Connection, table: str) -> _Footprint | None:
 
 
 def migrate(connection: sa.Connection, url: str, table: str, revision: str = "head",
-            downgrade: bool = False) -> None:
+            downgrade: bool = False, row_model: RowModel = None) -> None:
     """Run typedstore's migrations for ``table`` on ``connection`` (in its transaction).
 
     Upgrading first clears a stale version table (:func:`reset_stale_version_table`)
@@ -851,7 +1015,7 @@ def migrate(connection: sa.Connection, url: str, table: str, revision: str = "he
     work on the backend is refused first (:func:`check_name`).
     """
     check_name(connection, table)
-    config = _config(url, table, connection=connection)
+    config = _config(url, table, connection=connection, typedstore_row_model=row_model)
     connection.info.pop(_CREATED, None)
     with schema_lock(connection, table):
         refuse_foreign(inspect_store(connection, table), table, url)
@@ -989,12 +1153,15 @@ def _add_missing_columns(connection: sa.Connection, table: str, row_model: RowMo
 
 
 def upgrade(url: str, table: str | None = None, row_model: RowModel = None,
-            extra_fields: ExtraFields = None, add_columns: bool = True) -> list[str]:
+            extra_fields: ExtraFields = None, add_columns: bool = True,
+            revision: str = "head") -> list[str]:
     """Bring a store table up to date from code; return the columns and indexes added.
 
     Runs typedstore's migrations to head (creating the table, or adopting a
     GC3Pie table), then, with ``add_columns``, adds the row model's new
-    columns and indexes (:func:`add_missing_columns`). All in one transaction
+    columns and indexes (:func:`add_missing_columns`), after converting its
+    columns made before the type map (:func:`convert_to_type_map`). Another
+    ``revision`` (``"ts0002"``) stops there, adding nothing. All in one transaction
     where the database supports transactional DDL (SQLite, PostgreSQL).
     A file store's URL (a directory) brings its index up to the row model
     instead: columns added and filled from the pickles now.
@@ -1010,7 +1177,12 @@ def upgrade(url: str, table: str | None = None, row_model: RowModel = None,
     try:
         with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin(), \
                 schema_lock(conn, table):
-            migrate(conn, url, table)
+            migrate(conn, url, table, revision, row_model=row_model)
+            if revision != "head":
+                return []
+            if row_model is not None:
+                # Columns a ts0003 run without the row model left in their old types.
+                convert_to_type_map(conn, table, row_model)
             if add_columns:
                 return add_missing_columns(conn, table, row_model, extra_fields)
             return []

@@ -302,7 +302,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                 f"create it with: {fix}",
                 table=table, command=fix,
             )
-        check_store(state, wanted, url)
+        check_store(state, wanted, url, row_model)
         return state
 
     def _prepare_table(self, table: str, url: str, row_model: Any, extra_fields: Any

@@ -43,7 +43,7 @@ def test_upgrade_downgrade_round_trip_keeps_rows(db: Db, table: str) -> None:
 
     typedstore.upgrade(url)
 
-    assert db.revisions(table) == ["ts0002"]
+    assert db.revisions(table) == ["ts0003"]
     assert db.columns(table) == BASE | BOOKKEEPING
     assert f"ix_{table}_state" in db.indexes(table)
     assert db.counter(table) == largest + 1

@@ -312,3 +312,23 @@ def test_a_version_command_with_quotes_runs_as_written(tmp_path: Path) -> None:
     assert info.value.command is not None
     run_alembic(*shlex.split(info.value.command)[1:])
     make_store(f"{url}#table=it's a table").close()
+
+
+@pytest.mark.parametrize("charset", ["latin1", "utf8mb3"])
+def test_backfill_of_a_unicode_table_name_in_a_latin1_database(
+        mysql_base_url: str, charset: str) -> None:
+    """The back-fill checkpoint table is utf8mb4 like every typedstore table."""
+    database = f"types_cp_{charset}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(mysql_base_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{database}` CHARACTER SET {charset}"))
+    try:
+        url = sa.make_url(mysql_base_url).set(database=database).render_as_string(
+            hide_password=False)
+        with make_store(url, table_name="jöbs 日本", row_model=Before) as store:
+            store.save(job("a", 2))
+            assert typedstore.backfill(store, batch_size=1, progress=False).rows == 1
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE `{database}`"))
+        admin.dispose()
