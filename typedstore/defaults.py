@@ -40,10 +40,14 @@ STATE_LENGTH = 128
 #: SQLite settings applied to every new connection. WAL lets readers run beside
 #: one writer; synchronous=NORMAL in WAL mode is durable against process crashes
 #: and keeps the database consistent on power loss (the last commits may roll back).
+#: case_sensitive_like=ON makes LIKE (``like``, ``startswith``, ``contains``...)
+#: case-sensitive as on PostgreSQL and MariaDB's binary collation (SQLite's LIKE
+#: ignores ASCII case otherwise); docs/types.md, "Queries".
 SQLITE_PRAGMAS: dict[str, str] = {
     "journal_mode": "WAL",
     "synchronous": "NORMAL",
     "foreign_keys": "ON",
+    "case_sensitive_like": "ON",
 }
 
 # Timeouts (seconds). Each can be changed per store: ``make_store(url,

@@ -20,15 +20,19 @@ of any size keeps memory flat.
 
 from __future__ import annotations
 
+import enum
 import functools
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql import visitors
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators, visitors
 from sqlmodel import SQLModel
 
+from . import typemap
+from .errors import QueryError
 from .rows import StoreRow
 
 
@@ -91,9 +95,9 @@ class Query:
         table = source.table
         where = [_adapt(cond, table) for cond in conditions]
         for name, value in (equal or {}).items():
-            where.append(_column(table, name) == value)
+            where.append(_adapt(_column(table, name) == value, table))
         self._where = where
-        self._order = [_adapt(_as_column(table, o), table) for o in order]
+        self._order = [_ordering(o, table) for o in order]
         self._limit = limit
         self._offset = offset
 
@@ -111,9 +115,13 @@ class Query:
         return self._copy(_where=[*self._where, *extra])
 
     def order_by(self, *columns: Any) -> Query:
-        """Order by columns (``JobRow.cores``, ``JobRow.cores.desc()`` or names)."""
+        """Order by columns (``JobRow.cores``, ``JobRow.cores.desc()`` or names).
+
+        The same order on every backend: NULL first in ascending order and last
+        in descending (``.nulls_first()``/``.nulls_last()`` choose otherwise),
+        text by code point (docs/types.md, "Queries")."""
         table = self.source.table
-        return self._copy(_order=[_adapt(_as_column(table, c), table) for c in columns])
+        return self._copy(_order=[_ordering(c, table) for c in columns])
 
     def limit(self, n: int | None) -> Query:
         return self._copy(_limit=n)
@@ -248,8 +256,265 @@ def _as_column(table: sa.Table, item: Any) -> Any:
     return _column(table, item) if isinstance(item, str) else item
 
 
+# ---------------------------------------------------------------- portable semantics
+#
+# What a condition or an ordering means is the same on every backend
+# (docs/types.md, "Queries"):
+#
+# * text compares and orders by code point: PostgreSQL's "C" collation (also on a
+#   column of a table made with the database's collation), SQLite's BINARY,
+#   MariaDB's binary no-pad collation (the type map's columns);
+# * NULL is the smallest value: first in ascending order, last in descending
+#   (SQLite's and MariaDB's own order; PostgreSQL's is the reverse);
+# * like, startswith, endswith, contains are case-sensitive (SQLite through
+#   PRAGMA case_sensitive_like, typedstore.defaults.SQLITE_PRAGMAS); ilike and
+#   istartswith... ignore the case of the ASCII letters A-Z only (PostgreSQL's
+#   lower() under "C", SQLite's lower(), MariaDB's would fold every letter);
+# * in startswith, endswith and contains (and their i- forms) '%' and '_' are
+#   literal characters; in like and ilike they are the wildcards;
+# * values compared with a row field are validated as the field's type and
+#   refused (QueryError) when the column can never hold them.
+
+_EQUALITY_OPS = frozenset({
+    operators.eq, operators.ne, operators.in_op, operators.not_in_op,
+    operators.is_distinct_from, operators.is_not_distinct_from,
+})
+_RANGE_OPS = frozenset({
+    operators.lt, operators.le, operators.gt, operators.ge,
+    operators.between_op, operators.not_between_op,
+})
+#: Operators whose value is a pattern, not a column value: LIKE-family
+#: operator -> (case-sensitive counterpart, its negation, '%'/'_' literal).
+_PATTERN_OPS: dict[Any, tuple[Any, Any, bool]] = {
+    operators.like_op: (operators.like_op, operators.not_like_op, False),
+    operators.not_like_op: (operators.not_like_op, operators.like_op, False),
+    operators.ilike_op: (operators.like_op, operators.not_like_op, False),
+    operators.not_ilike_op: (operators.not_like_op, operators.like_op, False),
+    operators.startswith_op: (operators.startswith_op, operators.not_startswith_op, True),
+    operators.not_startswith_op: (operators.not_startswith_op, operators.startswith_op, True),
+    operators.istartswith_op: (operators.startswith_op, operators.not_startswith_op, True),
+    operators.not_istartswith_op: (operators.not_startswith_op, operators.startswith_op, True),
+    operators.endswith_op: (operators.endswith_op, operators.not_endswith_op, True),
+    operators.not_endswith_op: (operators.not_endswith_op, operators.endswith_op, True),
+    operators.iendswith_op: (operators.endswith_op, operators.not_endswith_op, True),
+    operators.not_iendswith_op: (operators.not_endswith_op, operators.endswith_op, True),
+    operators.contains_op: (operators.contains_op, operators.not_contains_op, True),
+    operators.not_contains_op: (operators.not_contains_op, operators.contains_op, True),
+    operators.icontains_op: (operators.contains_op, operators.not_contains_op, True),
+    operators.not_icontains_op: (operators.not_contains_op, operators.contains_op, True),
+}
+_CASE_INSENSITIVE_OPS = frozenset({
+    operators.ilike_op, operators.not_ilike_op, operators.istartswith_op,
+    operators.not_istartswith_op, operators.iendswith_op, operators.not_iendswith_op,
+    operators.icontains_op, operators.not_icontains_op,
+})
+#: The escape character of startswith/endswith/contains values (SQLAlchemy's
+#: autoescape character).
+_ESCAPE = "/"
+
+
+def _is_text(type_: sa.types.TypeEngine[Any]) -> bool:
+    """The column holds text (``str`` and enum fields, ``state``): it is
+    compared by code point."""
+    return issubclass(type_._type_affinity or type(None), sa.String)
+
+
+class CodePointText(sa.ColumnElement[Any]):
+    """Text compared by code point: ``<text> COLLATE "C"`` on PostgreSQL (which
+    otherwise follows the column's collation, the database's for a table made
+    before the type map), the text itself elsewhere (SQLite's ``BINARY``,
+    MariaDB's binary collation). On a ``"C"`` column PostgreSQL still uses its
+    index."""
+
+    __visit_name__ = "typedstore_code_point_text"
+    inherit_cache = True
+    _traverse_internals = [("element", visitors.InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, element: sa.ColumnElement[Any]) -> None:
+        self.element = element
+        self.type = element.type
+
+
+@compiles(CodePointText)
+def _code_point_text(element: CodePointText, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.element, **kw))
+
+
+@compiles(CodePointText, "postgresql")
+def _code_point_text_pg(element: CodePointText, compiler: Any, **kw: Any) -> str:
+    return f'{compiler.process(element.element, **kw)} COLLATE "C"'
+
+
+class AsciiLower(sa.ColumnElement[str]):
+    """Text with the ASCII letters A-Z lowered and every other character kept:
+    SQLite's ``lower()`` (ASCII only without the ICU extension), PostgreSQL's
+    ``lower()`` under the ``"C"`` collation, and on MariaDB/MySQL (whose
+    ``LOWER()`` folds every letter) one ``REPLACE`` per letter."""
+
+    __visit_name__ = "typedstore_ascii_lower"
+    inherit_cache = True
+    _traverse_internals = [("element", visitors.InternalTraversal.dp_clauseelement)]
+    type = sa.String()
+
+    def __init__(self, element: sa.ColumnElement[Any]) -> None:
+        self.element = element
+
+
+@compiles(AsciiLower)
+def _ascii_lower(element: AsciiLower, compiler: Any, **kw: Any) -> str:
+    return f"lower({compiler.process(element.element, **kw)})"
+
+
+@compiles(AsciiLower, "postgresql")
+def _ascii_lower_pg(element: AsciiLower, compiler: Any, **kw: Any) -> str:
+    return f'lower(({compiler.process(element.element, **kw)}) COLLATE "C")'
+
+
+@compiles(AsciiLower, "mysql")
+@compiles(AsciiLower, "mariadb")
+def _ascii_lower_mysql(element: AsciiLower, compiler: Any, **kw: Any) -> str:
+    text = str(compiler.process(element.element, **kw))
+    for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        text = f"REPLACE({text}, '{letter}', '{letter.lower()}')"
+    return text
+
+
+class Ordered(sa.ColumnElement[Any]):
+    """One ORDER BY term with typedstore's NULL order on every backend: NULL is
+    the smallest value (first ascending, last descending) unless ``null_first``
+    says otherwise (``True``: first); text by code point.
+
+    Renders ``NULLS FIRST``/``NULLS LAST`` only where the backend's own order
+    differs (PostgreSQL puts NULLs last ascending; SQLite and MariaDB first) and
+    the column is nullable; MariaDB/MySQL, which have no ``NULLS`` clause, get
+    ``<column> IS NULL`` as a first key.
+    """
+
+    __visit_name__ = "typedstore_ordered"
+    inherit_cache = True
+    # Strings, not booleans: SQLAlchemy leaves falsy values out of cache keys, so
+    # False and None would share a compiled statement.
+    _traverse_internals = [
+        ("element", visitors.InternalTraversal.dp_clauseelement),
+        ("direction", visitors.InternalTraversal.dp_string),
+        ("nulls", visitors.InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, element: sa.ColumnElement[Any], descending: bool = False,
+                 null_first: bool | None = None) -> None:
+        self.element = element
+        self.direction = "desc" if descending else "asc"
+        self.nulls = "smallest" if null_first is None else "first" if null_first else "last"
+        self.type = element.type
+
+    @property
+    def descending(self) -> bool:
+        return self.direction == "desc"
+
+    def wanted_nulls_first(self) -> bool:
+        return not self.descending if self.nulls == "smallest" else self.nulls == "first"
+
+    def nullable(self) -> bool:
+        element = self.element
+        return not isinstance(element, sa.Column) or bool(element.nullable and
+                                                          not element.primary_key)
+
+
+@compiles(Ordered)
+def _ordered(element: Ordered, compiler: Any, **kw: Any) -> str:
+    dialect = compiler.dialect.name
+    column = element.element
+    key = compiler.process(column, **kw)
+    if dialect == "postgresql" and _is_text(column.type):
+        key = f'{key} COLLATE "C"'
+    text = f"{key} {'DESC' if element.descending else 'ASC'}"
+    first = element.wanted_nulls_first()
+    if not element.nullable():
+        return text
+    own_first = element.descending if dialect == "postgresql" else not element.descending
+    if first == own_first:
+        return text
+    if dialect in ("mysql", "mariadb"):
+        return f"{compiler.process(column, **kw)} IS NULL {'DESC' if first else 'ASC'}, {text}"
+    return f"{text} NULLS {'FIRST' if first else 'LAST'}"
+
+
+def _ordering(item: Any, table: sa.Table) -> Any:
+    """An ORDER BY item on ``table`` with the portable NULL and text order (a
+    column, ``column.desc()``, ``column.asc().nulls_last()``...); other
+    expressions are kept as they are."""
+    expression = _adapt(_as_column(table, item), table)
+    nulls: bool | None = None
+    if isinstance(expression, sa.UnaryExpression) and expression.modifier in (
+            operators.nulls_first_op, operators.nulls_last_op):
+        nulls = expression.modifier is operators.nulls_first_op
+        expression = expression.element
+    descending = False
+    if isinstance(expression, sa.UnaryExpression) and expression.modifier in (
+            operators.asc_op, operators.desc_op):
+        descending = expression.modifier is operators.desc_op
+        expression = expression.element
+    if isinstance(expression, sa.Column):
+        return Ordered(expression, descending, nulls)
+    return _adapt(_as_column(table, item), table)
+
+
+def _plain_text(type_: sa.types.TypeEngine[Any]) -> bool:
+    """A text column whose values bind as plain strings (``str`` and enum fields,
+    ``state``, text ``extra_fields`` columns; not SQLAlchemy's ``Enum``)."""
+    if isinstance(type_, (typemap.Text, typemap.EnumName)):
+        return True
+    return isinstance(type_, sa.String) and not isinstance(type_, sa.Enum)
+
+
+def _then_name(policy: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``policy``, then an enum member as its name (what an enum field stores)."""
+    def checked(value: Any) -> Any:
+        value = policy(value)
+        return value.name if isinstance(value, enum.Enum) else value
+
+    return checked
+
+
+def _refused(column: sa.Column[Any], value: Any, reason: str) -> QueryError:
+    return QueryError(f"query condition on field {column.name!r}: {reason}; no stored value "
+                      "can match it", column.name, value)
+
+
+def _value_policy(column: sa.Column[Any]) -> Callable[[Any], Any] | None:
+    """How a value compared with ``column`` is checked: the row field's policy,
+    the text policy of ``state``, or the plain column type's."""
+    field = column.info.get(typemap.FIELD_TYPE_KEY)
+    if field is not None:
+        return functools.partial(typemap.condition_value, field)
+    if column.name == "state":
+        return typemap.pattern_value
+    return typemap.column_check(column.type)
+
+
+def _checked(column: sa.Column[Any], policy: Callable[[Any], Any], value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return policy(value)
+    except typemap.Refused as exc:
+        raise _refused(column, value, str(exc)) from None
+    except (TypeError, ValueError) as exc:  # a value the policy cannot even look at
+        raise _refused(column, value, f"{type(exc).__name__}: {exc}") from None
+
+
+def _escape_literal(value: str) -> str:
+    """``value`` with LIKE's wildcards (and the escape character) escaped."""
+    return (value.replace(_ESCAPE, _ESCAPE + _ESCAPE).replace("%", _ESCAPE + "%")
+            .replace("_", _ESCAPE + "_"))
+
+
 def _adapt(expression: Any, table: sa.Table) -> Any:
-    """Rewrite columns of other tables (a row model's own) to ``table``'s, by name."""
+    """Rewrite a condition (or ordering) for ``table``: columns of other tables (a
+    row model's own) become ``table``'s, by name; values compared with a column
+    take the store column's type and pass its value policy (:class:`QueryError`
+    otherwise); pattern operators and text ranges get the portable semantics
+    described above."""
     if hasattr(expression, "__clause_element__"):
         expression = expression.__clause_element__()
     if not isinstance(expression, sa.ClauseElement):
@@ -259,23 +524,76 @@ def _adapt(expression: Any, table: sa.Table) -> Any:
 
     # Values compared with a column take the store column's type (the type map's:
     # a UTC datetime, a scaled Decimal on SQLite...), not the type the row model's
-    # own column had when the expression was written.
-    retype: dict[int, sa.types.TypeEngine[Any]] = {}
+    # own column had when the expression was written, and its value policy.
+    binds: dict[int, tuple[sa.types.TypeEngine[Any], Any, bool]] = {}
+    patterns: dict[int, bool] = {}  # binary expressions to rewrite -> escape '%', '_'
     for elem in visitors.iterate(expression):
-        if isinstance(elem, sa.BinaryExpression) and isinstance(elem.left, sa.Column):
-            store_type = _column(table, elem.left.name).type
-            for inner in visitors.iterate(elem.right):
-                if isinstance(inner, sa.BindParameter) and inner.type is not store_type:
-                    retype[id(inner)] = store_type
+        if not (isinstance(elem, sa.BinaryExpression) and isinstance(elem.left, sa.Column)):
+            continue
+        column = _column(table, elem.left.name)
+        store_type: sa.types.TypeEngine[Any] = column.type
+        policy: Callable[[Any], Any] | None = None
+        pattern = _PATTERN_OPS.get(elem.operator)
+        if pattern is not None:
+            literal = pattern[2] and elem.modifiers.get("escape") is None
+            patterns[id(elem)] = literal
+            store_type = sa.String()  # a pattern, not a value (an enum field's too)
+            policy = typemap.pattern_value
+        elif elem.operator in _EQUALITY_OPS or elem.operator in _RANGE_OPS:
+            policy = _value_policy(column)
+            if _plain_text(column.type):
+                # The value as the text stored (an enum member's name), bound
+                # without the column's collation: PostgreSQL's grammar takes no
+                # COLLATE in BETWEEN's bounds, and a collation on the value would
+                # keep the index of a column with another one from being used.
+                store_type = sa.String()
+                policy = _then_name(policy) if policy is not None else None
+                if elem.operator in _RANGE_OPS:
+                    patterns[id(elem)] = False
+        for inner in visitors.iterate(elem.right):
+            if not isinstance(inner, sa.BindParameter) or inner.callable is not None:
+                continue
+            value = inner.value
+            if policy is not None:
+                if inner.expanding and isinstance(value, (list, tuple)):
+                    value = [_checked(column, policy, v) for v in value]
+                else:
+                    value = _checked(column, policy, value)
+            if pattern is not None and patterns[id(elem)] and isinstance(value, str):
+                value = _escape_literal(value)
+            binds[id(inner)] = (store_type, value, policy is not None or pattern is not None)
 
     def replace(elem: Any) -> Any:
         # Also the row model's own (ORM-annotated) columns of this very table:
         # plain columns compile without SQLAlchemy's ORM layer, much faster.
         if isinstance(elem, sa.Column):
-            plain = _column(table, elem.name)
-            return None if plain is elem else plain
-        if isinstance(elem, sa.BindParameter) and id(elem) in retype:
-            return elem._with_binary_element_type(retype[id(elem)])
+            return _column(table, elem.name)
+        if isinstance(elem, sa.BindParameter) and id(elem) in binds:
+            type_, value, changed = binds[id(elem)]
+            bind = elem if elem.type is type_ else elem._with_binary_element_type(type_)
+            return bind._with_value(value, maintain_key=True) if changed else bind  # type: ignore[no-untyped-call]
+        if isinstance(elem, sa.BinaryExpression) and id(elem) in patterns:
+            return _portable(elem, traverse(elem.left), traverse(elem.right), patterns[id(elem)])
         return None
 
-    return visitors.replacement_traverse(expression, {}, replace)  # type: ignore[call-overload]
+    def traverse(elem: Any) -> Any:
+        return visitors.replacement_traverse(elem, {}, replace)  # type: ignore[call-overload]
+
+    return traverse(expression)
+
+
+def _portable(elem: sa.BinaryExpression[Any], left: Any, right: Any, literal: bool) -> Any:
+    """The portable form of a text range (compared by code point) or of a pattern
+    operator (case-sensitive; ilike & co. on ASCII-lowered text; with ``literal``,
+    '%' and '_' escaped in the value of startswith/endswith/contains)."""
+    pattern = _PATTERN_OPS.get(elem.operator)
+    if pattern is None:  # a text range
+        return sa.BinaryExpression(CodePointText(left), right, elem.operator, type_=elem.type,
+                                   negate=elem.negate, modifiers=elem.modifiers)
+    modifiers = dict(elem.modifiers)
+    if literal:
+        modifiers["escape"] = _ESCAPE
+    if elem.operator in _CASE_INSENSITIVE_OPS:
+        left, right = AsciiLower(left), AsciiLower(right)
+    return sa.BinaryExpression(left, right, pattern[0], type_=elem.type, negate=pattern[1],
+                               modifiers=modifiers)

@@ -43,7 +43,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from sqlalchemy.dialects import mysql
 from sqlmodel import Field, SQLModel
-from sqlmodel.main import get_column_from_field
+from sqlmodel.main import get_column_from_field, get_sqlalchemy_type
 
 from . import typemap
 from .accessors import MISSING_ERRORS, fast_accessor
@@ -67,6 +67,11 @@ BASE_COLUMNS = ("id", "data", "state", *BOOKKEEPING_COLUMNS)
 #: The payload column: LONGBLOB on MySQL/MariaDB (BLOB holds only 64 KB there),
 #: BYTEA on PostgreSQL, BLOB on SQLite.
 PayloadType = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+#: The ``state`` column: text compared by code point on every backend (VARCHAR
+#: COLLATE "C" on PostgreSQL, utf8mb4 binary no-pad on MariaDB/MySQL), as the
+#: type map's ``str`` fields (:class:`typedstore.typemap.Text`).
+StateType = typemap.Text(STATE_LENGTH)
 
 #: The id column: BIGINT, but INTEGER on SQLite, where only "INTEGER PRIMARY KEY"
 #: makes the column the rowid (no second index, fastest lookups).
@@ -92,11 +97,28 @@ class StoreRow(SQLModel):
     )
     data: bytes | None = Field(default=None, sa_type=PayloadType, repr=False)
     state: str = Field(
-        default=UNKNOWN_STATE, max_length=STATE_LENGTH, index=True,
-        sa_type=sa.String(STATE_LENGTH),
+        default=UNKNOWN_STATE, max_length=STATE_LENGTH, index=True, sa_type=StateType,
     )
     version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     updated_at: float | None = Field(default=None, sa_type=sa.Double)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, naming the row model and the field, an annotation SQLModel has no
+        column type for: SQLModel would refuse it next, at class definition, with a
+        message naming neither (``<class 'list'> has no matching SQLAlchemy type``).
+        Annotations SQLModel maps but the type map does not are refused when the
+        row model is first used (:func:`typedstore.typemap.field_types`)."""
+        super().__pydantic_init_subclass__(**kwargs)
+        for name, field in cls.model_fields.items():
+            if name in BASE_COLUMNS:
+                continue
+            try:
+                get_sqlalchemy_type(field)
+            except (ValueError, TypeError) as exc:
+                raise typemap.refuse(
+                    cls, name, f"the annotation {typemap.annotation_name(field.annotation)} "
+                               f"is not in the map (SQLModel: {exc})") from None
 
 
 def extracted(

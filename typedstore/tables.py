@@ -21,6 +21,7 @@ cannot work is refused before any statement with :func:`check_table_name`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,7 +32,9 @@ from sqlmodel import SQLModel
 from . import typemap
 from .defaults import ID_COUNTER_TABLE
 from .errors import SchemaError
-from .rows import BASE_COLUMNS, BOOKKEEPING_COLUMNS, base_columns, lenient_column
+from .rows import BASE_COLUMNS, BOOKKEEPING_COLUMNS, DEFAULT_KEY, base_columns, lenient_column
+
+log = logging.getLogger(__name__)
 
 #: PostgreSQL's identifier limit, in UTF-8 bytes (NAMEDATALEN - 1); longer names
 #: are cut silently by the server.
@@ -82,8 +85,10 @@ def _convention_name(prefix: str, table: str, columns: list[str]) -> str:
     backend's characters with a hash of its own, as it always did), or, when it
     fits in characters but not in PostgreSQL's 63 bytes, a hashed one."""
     plain = "_".join([prefix + table, *columns])
-    if len(plain) > PG_IDENTIFIER_BYTES or fits(plain, "postgresql"):
+    if fits(plain, "postgresql") or (len(plain) > PG_IDENTIFIER_BYTES and plain.isascii()):
         return plain
+    # Non-ASCII and over 63 bytes: SQLAlchemy's cut (to 63 characters) could still
+    # exceed PostgreSQL's 63 bytes, which the server would cut again silently.
     return fitted(prefix, plain[len(prefix):], "postgresql")
 
 
@@ -212,8 +217,36 @@ def model_columns(row_model: type[SQLModel] | None) -> list[sa.Column[Any]]:
         if field is not None:
             copy.type = field.column_type
             copy.nullable = field.nullable
+            copy.info[typemap.FIELD_TYPE_KEY] = field
+            if not field.nullable and copy.server_default is None:
+                copy.server_default = server_default(field, column.info)
         columns.append(copy)
     return columns
+
+
+def server_default(field: typemap.FieldType, info: Mapping[str, Any]) -> sa.DefaultClause | None:
+    """The server default of a required field's column: its default as the column
+    type stores it on each dialect (an enum member's name, a UTC time, a scaled
+    Decimal on SQLite...), so rows written by code that does not know the column
+    (GC3Pie's INSERTs, the rows already there when the column is added) are valid.
+
+    The value is a bound literal rendered by the DDL compiler, which escapes it
+    once for the driver's paramstyle (a ``%`` in the default is stored as
+    ``%``). ``None`` when there is no plain default, or when the value policy
+    refuses it.
+    """
+    if DEFAULT_KEY not in info:
+        return None
+    default = info[DEFAULT_KEY]
+    if default is None or callable(default) or isinstance(default, (list, dict, set, tuple)):
+        return None
+    try:
+        value = typemap.condition_value(field, default)
+    except (typemap.Refused, TypeError, ValueError) as exc:
+        log.warning("field %s: default %r cannot be a server default (%s)", field.name,
+                    default, exc)
+        return None
+    return sa.DefaultClause(sa.literal(value, type_=field.column_type))
 
 
 def _prefix_indexes(table: sa.Table) -> None:

@@ -53,7 +53,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from sqlalchemy.dialects import mysql, postgresql
@@ -78,6 +78,8 @@ DECIMAL_MAX_DIGITS = 18
 ENUM_LENGTH = 255
 #: MariaDB/MySQL table options of every typedstore table.
 MYSQL_CHARSET = "utf8mb4"
+#: Key of ``Column.info`` holding a store column's :class:`FieldType`.
+FIELD_TYPE_KEY = "typedstore_field_type"
 
 _UTC = dt.timezone.utc
 
@@ -320,6 +322,44 @@ class EnumName(sa.types.TypeDecorator[enum.Enum]):
         return f"EnumName({self.enum_class.__module__}.{self.enum_class.__qualname__})"
 
 
+class FlagValue(sa.types.TypeDecorator[enum.Flag]):
+    """An ``enum.Flag``/``IntFlag`` value stored as its integer in a BIGINT.
+
+    A flag value is any combination of members (``Perm.R | Perm.W``, or none),
+    which has no member name to store; its integer round-trips exactly and
+    compares the same on every backend (bit tests with ``.op("&")`` too). Read
+    back as the flag class (an integer whose bits the class no longer has: the
+    integer).
+    """
+
+    impl = sa.BigInteger
+    cache_ok = True
+
+    def __init__(self, flag_class: type[enum.Flag]) -> None:
+        super().__init__()
+        self.flag_class = flag_class
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        return int(self.flag_class(value).value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        try:
+            return self.flag_class(int(value))
+        except ValueError:
+            return int(value)  # bits of members since removed (a STRICT Flag)
+
+    @property
+    def python_type(self) -> type[Any]:
+        return self.flag_class
+
+    def __repr__(self) -> str:
+        return f"FlagValue({self.flag_class.__module__}.{self.flag_class.__qualname__})"
+
+
 class PortableUuid(sa.types.TypeDecorator[uuid.UUID]):
     """``uuid.UUID``: PostgreSQL's UUID, elsewhere CHAR(32) of lower-case hex (the
     same order as PostgreSQL's byte order; MariaDB's own UUID type sorts its
@@ -485,6 +525,8 @@ class FieldType:
             raises :class:`Refused`.
         exact (frozenset[type]): value types validation would return unchanged,
             which skip it.
+        condition: the value policy of a value compared with the field in a
+            query condition (:func:`condition_value`).
     """
 
     name: str
@@ -496,13 +538,19 @@ class FieldType:
     validation: Any
     check: Callable[[Any], Any] | None
     exact: frozenset[type]
+    condition: Callable[[Any], Any] | None = None
 
 
 #: Annotations of the map, for messages and docs.
 SUPPORTED = ("int", "float", "bool", "str", "bytes", "datetime (aware)", "date", "Decimal",
-             "enum.Enum", "uuid.UUID", "and X | None of each")
+             "enum.Enum", "enum.Flag/IntFlag", "uuid.UUID", "and X | None of each")
 
 _cache: weakref.WeakKeyDictionary[type, dict[str, FieldType]] = weakref.WeakKeyDictionary()
+
+
+def refuse(model: type, name: str, why: str) -> SchemaError:
+    """The :class:`SchemaError` refusing field ``name`` of row model ``model``."""
+    return _refuse(model, name, why)
 
 
 def _refuse(model: type, name: str, why: str) -> SchemaError:
@@ -539,10 +587,110 @@ def _given(field: FieldInfo, name: str) -> Any:
     return None if value is PydanticUndefined else value
 
 
-def _annotation_name(annotation: Any) -> str:
+def annotation_name(annotation: Any) -> str:
     if isinstance(annotation, type):
         return annotation.__qualname__
     return repr(annotation).replace("typing.", "")
+
+
+#: The longest column name every backend holds: PostgreSQL's 63 bytes (UTF-8)
+#: (MariaDB/MySQL take 64 characters, SQLite any).
+FIELD_NAME_BYTES = 63
+
+
+def _check_field_name(model: type, name: str) -> None:
+    """Refuse a field name some backend cannot take as a column name: a row model
+    means the same everywhere, so the strictest limit holds on every backend."""
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > FIELD_NAME_BYTES:
+        raise _refuse(model, name, f"the field name is {size} bytes long in UTF-8; a column "
+                                   f"name holds at most {FIELD_NAME_BYTES} on PostgreSQL (64 "
+                                   "characters on MariaDB/MySQL), so row field names are "
+                                   f"limited to {FIELD_NAME_BYTES} bytes on every backend")
+    if any(ord(ch) > 0xFFFF for ch in name):
+        raise _refuse(model, name, "MariaDB/MySQL column names hold characters of the Basic "
+                                   "Multilingual Plane only")
+
+
+def _check_flag(value: Any) -> Any:
+    number = int(value.value) if isinstance(value, enum.Flag) else int(value)
+    if not 0 <= number <= INT64_MAX:
+        raise Refused(f"flag value {number} is outside 0 .. 2**63-1")
+    return value
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # an int of thousands of digits, a broken __repr__
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
+_NAIVE = ("a naive datetime (no time zone) cannot be stored unambiguously; give an aware "
+          "one, such as datetime.now(timezone.utc)")
+
+
+def _condition_policy(kind: str, base: type, validation: Any,
+                      check: Callable[[Any], Any] | None, max_length: int | None,
+                      indexed: bool, field: FieldInfo) -> Callable[[Any], Any]:
+    """The policy of a value compared with a field in a query condition.
+
+    The value is validated as the field's type, without its constraints
+    (``cores > -1`` is a question even with ``ge=0``), in Pydantic's lax mode
+    as on save (``"8"`` for an ``int`` field is 8); then the value policy
+    refuses what the column can never hold: NaN, infinities, integers beyond
+    64 bits, naive datetimes, NUL characters, lone surrogates, text longer
+    than ``max_length`` (or than an indexed column holds), a ``Decimal`` with
+    more integer digits than ``max_digits - decimal_places``, a value that is
+    not a member of the field's enum.
+    """
+    adapter: TypeAdapter[Any] = TypeAdapter(validation)
+    limit: Decimal | None = None
+    if kind == "decimal":
+        digits = _metadata_value(field, "max_digits")
+        places = _metadata_value(field, "decimal_places")
+        limit = Decimal(10) ** (int(digits) - int(places))
+
+    def condition(value: Any) -> Any:
+        try:
+            value = adapter.validate_python(value)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            if error.get("type") == "timezone_aware":
+                raise Refused(_NAIVE) from None
+            raise Refused(f"{_short(value)} is not valid: {error['msg']}") from None
+        if kind == "decimal":
+            if not value.is_finite():
+                raise Refused(f"{value} is not a finite number")
+            assert limit is not None
+            if abs(value) >= limit:
+                raise Refused(f"{value} has more integer digits than the field holds "
+                              f"(max_digits - decimal_places)")
+            return value
+        if kind in ("str", "bytes") and max_length is not None and len(value) > max_length:
+            unit = "characters" if kind == "str" else "bytes"
+            raise Refused(f"the value is {len(value)} {unit} long; the field holds at most "
+                          f"{max_length} (max_length)")
+        return value if check is None else check(value)
+
+    return condition
+
+
+def condition_value(field: FieldType | None, value: Any) -> Any:
+    """``value`` as a query condition on ``field`` compares it (raises
+    :class:`Refused` with the reason); ``None`` is passed through (SQL NULL)."""
+    if value is None or field is None or field.condition is None:
+        return value
+    return field.condition(value)
+
+
+def pattern_value(value: Any) -> str:
+    """A LIKE pattern (``like``, ``startswith``...): text without NUL characters
+    or lone surrogates (raises :class:`Refused`)."""
+    if not isinstance(value, str):
+        raise Refused(f"{_short(value)} is not text; LIKE patterns are str")
+    return _check_text(value)
 
 
 def field_type(model: type, name: str, field: FieldInfo) -> FieldType:
@@ -558,12 +706,29 @@ def field_type(model: type, name: str, field: FieldInfo) -> FieldType:
     check: Callable[[Any], Any] | None = None
     exact: frozenset[type] = frozenset()
     column: sa.types.TypeEngine[Any]
+    _check_field_name(model, name)
+    column_kwargs = _given(field, "sa_column_kwargs") or {}
+    if _given(field, "unique") or column_kwargs.get("unique"):
+        raise _refuse(model, name, "unique=True is not supported on row fields: the file "
+                                   "store cannot enforce it, and MariaDB/MySQL would index "
+                                   "long text by a prefix (distinct values sharing their "
+                                   "first 255 characters would collide); declare "
+                                   "index=True and check uniqueness in your code")
     if not isinstance(base, type):
-        raise _refuse(model, name, f"the annotation {_annotation_name(field.annotation)} is "
+        raise _refuse(model, name, f"the annotation {annotation_name(field.annotation)} is "
                                    "not in the map")
     if max_length is not None and not (base is str or base is bytes):
         raise _refuse(model, name, "max_length applies to str and bytes fields only")
-    if issubclass(base, enum.Enum):
+    if issubclass(base, enum.Flag):
+        kind = "flag"
+        bad = [m for m, v in base.__members__.items()
+               if not isinstance(v.value, int) or not 0 <= v.value <= INT64_MAX]
+        if bad:
+            raise _refuse(model, name, f"flag member {bad[0]!r} of {base.__name__} has a "
+                                       "value that is not an integer from 0 to 2**63-1 (flags "
+                                       "are stored as their integer)")
+        column, check = FlagValue(base), _check_flag
+    elif issubclass(base, enum.Enum):
         kind = "enum"
         long = [m for m in base.__members__ if len(m) > ENUM_LENGTH]
         if long:
@@ -613,15 +778,17 @@ def field_type(model: type, name: str, field: FieldInfo) -> FieldType:
         kind, column = "uuid", PortableUuid()
         exact = frozenset({uuid.UUID}) if plain else exact
     else:
-        raise _refuse(model, name, f"the annotation {_annotation_name(field.annotation)} is "
+        raise _refuse(model, name, f"the annotation {annotation_name(field.annotation)} is "
                                    "not in the map")
     if _given(field, "sa_type") is not None or _given(field, "sa_column") is not None:
         raise _refuse(model, name, "sa_type/sa_column are not taken for row fields: "
                                    "typedstore chooses the column type from the annotation "
                                    "so that it means the same on every backend")
+    condition = _condition_policy(kind, base, validation, check, max_length, indexed, field)
     if nullable:
         validation = validation | None
-    return FieldType(name, kind, base, nullable, indexed, column, validation, check, exact)
+    return FieldType(name, kind, base, nullable, indexed, column, validation, check, exact,
+                     condition)
 
 
 def field_types(model: type, skip: typing.Container[str] = ()) -> dict[str, FieldType]:
@@ -637,6 +804,7 @@ def field_types(model: type, skip: typing.Container[str] = ()) -> dict[str, Fiel
 
 
 __all__ = [
-    "Bytes", "EnumName", "FieldType", "PortableUuid", "Refused", "ScaledDecimal", "Text",
-    "UtcDateTime", "check_state", "field_types", "mysql_table_options",
+    "Bytes", "EnumName", "FieldType", "FlagValue", "PortableUuid", "Refused", "ScaledDecimal",
+    "Text", "UtcDateTime", "annotation_name", "check_state", "condition_value", "field_types",
+    "mysql_table_options", "pattern_value", "refuse",
 ]

@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.types.typed_models import FIELDS, Color, Mode, Thing, TypedRow, normalised, order_key
-from typedstore import SaveError, Store
+from typedstore import QueryError, SaveError, Store
 
 OpenAll = Callable[..., dict[str, Store]]
 
@@ -221,6 +221,16 @@ def selected(records: list[dict[str, Any]], field: str, op: str, probe: Any) -> 
             and OPERATORS[op](order_key(kind, normalised(kind, r[field])), target)}
 
 
+def probe_refused(field: str, probe: Any) -> bool:
+    """A query value the field's column can never hold (docs/types.md, "Queries"):
+    text over ``max_length``, indexed text over 2,000 bytes."""
+    if field == "s8":
+        return len(probe) > 8
+    if field == "sx":
+        return len(probe.encode("utf-8")) > 2000
+    return False
+
+
 def read_rows(store: Store, batch: int) -> dict[int, Any]:
     rows = store.query(TypedRow.batch == batch).rows()  # type: ignore[attr-defined]
     return {row.n: row for row in rows}
@@ -267,11 +277,19 @@ def test_the_type_map_means_the_same_on_all_four_backends(open_all: OpenAll) -> 
             ops = ["=="] if FIELDS[field] == "bool" else list(OPERATORS)
             for op in ops:
                 want = selected(records, field, op, probe)
+                refused = set()
                 for name, store in stores.items():
-                    query = store.query(TypedRow.batch == batch,  # type: ignore[attr-defined]
-                                        OPERATORS[op](column, probe))
+                    try:
+                        query = store.query(TypedRow.batch == batch,  # type: ignore[attr-defined]
+                                            OPERATORS[op](column, probe))
+                    except QueryError as exc:
+                        assert exc.field == field, (name, str(exc))
+                        refused.add(str(exc))
+                        continue
                     got = {row.n for row in query.tuples()}
                     assert got == want, (name, field, op, probe)
+                # A value no column of the field can hold: refused alike on all four.
+                assert len(refused) == (1 if probe_refused(field, probe) else 0), refused
         if refusal is None:
             return
         field, bad, words = refusal
