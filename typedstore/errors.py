@@ -133,11 +133,14 @@ class SchemaError(StoreError):
 
 
 class QueryError(StoreError, ValueError):
-    """A query condition that cannot be asked: its value is one the field's column
-    can never hold (NaN, a naive datetime, text longer than ``max_length``, an
-    integer beyond 64 bits, a name that is not a member of the field's enum...).
-    Raised when the query is built, before any statement, with the same words on
-    every backend. Also a :class:`ValueError`.
+    """A query that cannot be asked, refused before anything is sent.
+
+    A condition whose value the field's column can never hold (NaN, a naive
+    datetime, text longer than ``max_length``, an integer beyond 64 bits, a
+    value that is not a member of the field's enum...): raised when the query
+    is built, with the same words on every backend (``field`` is set). Also a
+    statement larger than the server takes (MariaDB's ``max_allowed_packet``).
+    Also a :class:`ValueError`.
 
     Attributes:
         field (str | None): the row field (column) of the condition.

@@ -503,6 +503,18 @@ def _checked(column: sa.Column[Any], policy: Callable[[Any], Any], value: Any) -
         raise _refused(column, value, f"{type(exc).__name__}: {exc}") from None
 
 
+def _value_binds(element: Any) -> Iterator[sa.BindParameter[Any]]:
+    """The values compared with a column: a bound value, the bounds of
+    ``between``, a tuple; not the values inside a subquery (``in_(select(...))``),
+    which are compared with other columns."""
+    if isinstance(element, sa.BindParameter):
+        yield element
+    elif isinstance(element, (sa.sql.elements.ClauseList, sa.sql.elements.Grouping,
+                              sa.Tuple)):
+        for child in element.get_children():
+            yield from _value_binds(child)
+
+
 def _escape_literal(value: str) -> str:
     """``value`` with LIKE's wildcards (and the escape character) escaped."""
     return (value.replace(_ESCAPE, _ESCAPE + _ESCAPE).replace("%", _ESCAPE + "%")
@@ -550,8 +562,8 @@ def _adapt(expression: Any, table: sa.Table) -> Any:
                 policy = _then_name(policy) if policy is not None else None
                 if elem.operator in _RANGE_OPS:
                     patterns[id(elem)] = False
-        for inner in visitors.iterate(elem.right):
-            if not isinstance(inner, sa.BindParameter) or inner.callable is not None:
+        for inner in _value_binds(elem.right):
+            if inner.callable is not None:
                 continue
             value = inner.value
             if policy is not None:
