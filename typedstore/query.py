@@ -13,6 +13,13 @@ store built from it. A query can return:
 * the loaded objects (:meth:`Query.objects`), through the store's identity map;
 * ids (:meth:`Query.ids`) or a count (:meth:`Query.count`).
 
+A query means the same on every backend: text orders by code point, NULL is
+the smallest value, ``like``/``startswith``/``contains`` are case-sensitive and
+``ilike`` & co. fold A-Z only, ``%``/``_`` are literal in ``startswith``,
+``endswith`` and ``contains``, and values compared with a row field pass the
+type map's value policy (:class:`~typedstore.errors.QueryError` otherwise);
+see "portable semantics" below and docs/types.md, "Queries".
+
 Results stream: rows are fetched :data:`~typedstore.defaults.STREAM_BATCH_SIZE`
 at a time (server-side cursors on PostgreSQL and MySQL), so iterating a query
 of any size keeps memory flat.
@@ -110,7 +117,12 @@ class Query:
     # ------------------------------------------------------------ refining
 
     def where(self, *conditions: Any, **equal: Any) -> Query:
-        """This query with more conditions (all must hold)."""
+        """This query with more conditions (all must hold).
+
+        Raises :class:`~typedstore.errors.QueryError` naming the field for a value
+        the field's column can never hold (NaN, a naive datetime, text over
+        ``max_length``...), ``ValueError`` for a column the table lacks,
+        ``TypeError`` for a condition that is not a SQL expression."""
         extra = Query(self.source, conditions, equal)._where
         return self._copy(_where=[*self._where, *extra])
 

@@ -20,6 +20,7 @@ annotation             SQLite                PostgreSQL            MariaDB / MyS
 ``date``               DATE                  DATE                  DATE
 ``Decimal``            BIGINT (scaled)       NUMERIC(p, s)         DECIMAL(p, s)
 ``Enum``/``StrEnum``   VARCHAR(255) (name)   VARCHAR(255) "C"      VARCHAR(255) utf8mb4 binary
+``Flag``/``IntFlag``   BIGINT (value)        BIGINT                BIGINT
 ``uuid.UUID``          CHAR(32) (hex)        UUID                  CHAR(32) (hex)
 =====================  ====================  ====================  ============================
 
@@ -32,10 +33,13 @@ as SQLite's ``BINARY`` and PostgreSQL's ``"C"``. Every text column carries
 ``CHARACTER SET utf8mb4`` itself, so a database whose default is ``latin1`` or
 ``utf8mb3`` still stores any Unicode text.
 
-:func:`field_types` checks a row model once (an annotation outside the map is
-a :class:`~typedstore.errors.SchemaError` naming the field);
-:func:`check_value` is the value policy :class:`~typedstore.rows.RowBuilder`
-applies before any statement.
+:func:`field_types` checks a row model once (an annotation outside the map,
+``unique=True``, a field name over 63 bytes are a
+:class:`~typedstore.errors.SchemaError` naming the field); each
+:class:`FieldType`'s ``check`` is the value policy
+:class:`~typedstore.rows.RowBuilder` applies before any statement, its
+``condition`` (:func:`condition_value`) the policy of values in query
+conditions (:mod:`typedstore.query`).
 """
 
 from __future__ import annotations
