@@ -254,6 +254,11 @@ def classify(exc: BaseException, dialect: sa.Dialect, connection: Any = None,
             # pg_cancel_backend, which says "due to user request": an OTHER error)
         if state in ("57P01", "57P02", "57P03") or state.startswith("08"):
             return DISCONNECT  # admin or crash shutdown, connection exceptions
+        if not state and "pipeline mode" in str(orig):
+            # psycopg's executemany pipeline left busy by a connection that died
+            # under it ("cannot exit pipeline mode while busy"), before libpq
+            # saw the end of file: the connection is unusable either way.
+            return DISCONNECT
     elif name in ("mysql", "mariadb"):
         args = getattr(orig, "args", ())
         code = args[0] if args and isinstance(args[0], int) else None
@@ -694,7 +699,10 @@ class StoreConnection:
         """
         store = self.describe()
         what, ids = self._statement(sql, params, many)
-        waited = self.timeouts.statement if kind == STATEMENT else self.timeouts.lock
+        lock_s = self.timeouts.lock
+        if self._mysql:  # the server counts whole seconds, at least 1 (engine.py)
+            lock_s = float(max(1, math.ceil(lock_s)))
+        waited = self.timeouts.statement if kind == STATEMENT else lock_s
         nothing = "nothing of the transaction was written" if self.in_txn \
             else "nothing was written"
         if kind == LOCK:
@@ -709,8 +717,9 @@ class StoreConnection:
                 holder = "another client"
             return LockTimeout(
                 f"{store}: {what} waited for {lock}, held by {holder}, longer than "
-                f"lock_timeout={self.timeouts.lock:g} s; {nothing}",
-                lock, waited, store)
+                f"lock_timeout={lock_s:g} s"
+                f"{' (whole seconds on this server)' if lock_s != self.timeouts.lock else ''}"
+                f"; {nothing}", lock, waited, store)
         if kind == STATEMENT:
             return ServerTimeout(
                 f"{store}: {what} ran longer than statement_timeout="
@@ -735,11 +744,11 @@ class StoreConnection:
         kind = classify(exc, self.dialect)
         if kind == POOL:
             pool = self.engine.pool
-            size = f"{pool.size()} + {pool._max_overflow} overflow " \
+            size = f" ({pool.size()} + {pool._max_overflow} overflow)" \
                 if isinstance(pool, sa.pool.QueuePool) else ""
             waited = float(getattr(pool, "_timeout", self.timeouts.lock))
             return LockTimeout(
-                f"{store}: every pooled connection ({size}) was in use for longer than "
+                f"{store}: every pooled connection{size} was in use for longer than "
                 f"{waited:g} s (lock_timeout): threads hold too many query results open "
                 "(read them to the end, or close them), or the pool is too small "
                 "(engine_options={'pool_size': ..., 'max_overflow': ...})",
@@ -970,7 +979,20 @@ class StoreConnection:
                 log.info("%s: the connection was lost at the start of %s (%s); trying again",
                          self.describe(), what, _said(exc))
             finally:
-                pooled.close()  # the pool rolls back the read transaction
+                self._end_read(pooled)
+
+    def _end_read(self, pooled: Any) -> None:
+        """Return a query's pooled connection, its read transaction rolled back
+        here: one the server ended meanwhile is dropped quietly (the pool's
+        own rollback would log an ERROR with a traceback for it)."""
+        if pooled.is_valid:
+            try:
+                pooled.driver_connection.rollback()
+            except Exception as exc:
+                log.info("%s: a query's connection was lost before it was returned (%s); "
+                         "dropped", self.describe(), _said(exc))
+                pooled.invalidate()
+        pooled.close()
 
 
 def _run(raw: Any, sql: str, params: Any, many: bool) -> None:

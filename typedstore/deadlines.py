@@ -89,8 +89,9 @@ class Watchdog:
             if at > now or self._armed.pop(token, None) is None:
                 continue
             fired += 1
-            log.warning("the server did not answer %s in time; closing its connection",
-                        what or "a statement")
+            # The store reports it (ReadTimeout, logged once there).
+            log.debug("the server did not answer %s in time; closing its connection",
+                      what or "a statement")
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:  # closed meanwhile: the statement ended after all

@@ -41,6 +41,8 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from .connections import CONNECTING, Timeouts
 from .deadlines import postgresql_connection_class
 from .defaults import SQLITE_PRAGMAS
+from .errors import UrlError
+from .urls import redact
 
 
 def _pragma(cursor: Any, name: str, value: str) -> None:
@@ -136,6 +138,10 @@ def _mark_connect_errors(engine: sa.Engine,
             if connect is not None:
                 return connect(*cargs, **cparams)
             return dialect.connect(*cargs, **cparams)
+        except TypeError as exc:  # a URL parameter the driver does not take
+            url = redact(engine.url.render_as_string(hide_password=False))
+            raise UrlError(f"{url}: the database driver refused the URL's parameters: "
+                           f"{exc}") from exc
         except Exception as exc:
             with contextlib.suppress(AttributeError):  # a type without attributes
                 setattr(exc, CONNECTING, True)

@@ -183,6 +183,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._tmp_counter = itertools.count()
         self._pending: dict[Any, tuple[bytes, dict[str, Any]] | None] = {}
         super().__init__(url, idfactory, protocol, allowed_classes, missing_classes)
+        self._identity.stamp = os.path.realpath(self.directory)
+        self._lock_wait = timeouts.lock
         self.row_model = row_model
         self.index = FileIndex(self._meta / "index.db", row_model, extra_fields)
         self.table = self.index.table

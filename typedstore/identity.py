@@ -96,6 +96,25 @@ def _forgetter(entries: dict[Any, Any]) -> Callable[[_WeakEntry], None]:
     return forget
 
 
+_STAMP = "_typedstore_version"  # typedstore.serialization.VERSION_STAMP
+
+
+def _stamp(obj: Any, key: Any, version: int) -> None:
+    if getattr(type(obj), "_typedstore_stampable", False):
+        obj.__dict__[_STAMP] = (key, version)
+
+
+def stamped_version(obj: Any, key: Any) -> int | None:
+    """The version a map with stamp ``key`` last stamped on ``obj`` (or on
+    the object ``obj`` was copied from), None if none."""
+    found = getattr(obj, "__dict__", {}).get(_STAMP) \
+        if getattr(type(obj), "_typedstore_stampable", False) else None
+    if isinstance(found, tuple) and len(found) == 2 and found[0] == key \
+            and isinstance(found[1], int):
+        return found[1]
+    return None
+
+
 class IdentityMap:
     """Maps ids to loaded or saved objects and their stored versions.
 
@@ -104,7 +123,11 @@ class IdentityMap:
             entries of every id it touched, in order; ``None`` otherwise.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stamp: Any = None) -> None:
+        #: What this map stamps, with the version, on objects that allow it
+        #: (``Persistable``: see typedstore.serialization.VERSION_STAMP);
+        #: None: no stamps.
+        self.stamp = stamp
         self._entries: dict[Any, _WeakEntry | _StrongEntry] = {}
         self._forget = _forgetter(self._entries)
         # Objects that left the map while still alive (a newer object took
@@ -171,12 +194,16 @@ class IdentityMap:
         entry.key = id_
         entry.version = version
         self._entries[id_] = entry
+        if version is not None and self.stamp is not None:
+            _stamp(obj, self.stamp, version)
 
     def set_version(self, id_: Any, version: int | None) -> None:
         """Record the version the mapped object of ``id_`` is now stored at."""
         entry = self._entries.get(id_)
         if entry is not None:
             entry.version = version
+            if version is not None and self.stamp is not None:
+                _stamp(entry(), self.stamp, version)
         if self._watchers:
             self._touch(id_)
 
@@ -186,6 +213,11 @@ class IdentityMap:
         self._entries.pop(id_, None)
         if self._watchers:
             self._touch(id_)
+
+    def unload(self, id_: Any) -> None:
+        """Forget an object this map got from a load that was abandoned (no
+        journal entry, no version kept: the object is thrown away)."""
+        self._entries.pop(id_, None)
 
     def evict(self, id_: Any) -> None:
         """Forget ``id_``'s object but remember the version it was read at (after

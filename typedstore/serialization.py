@@ -81,6 +81,8 @@ class Persistable:
     """
 
     changed = True
+    #: Stores stamp the version they read or wrote on the object (see VERSION_STAMP).
+    _typedstore_stampable = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Cooperative, as GC3Pie's: gc3libs.Task passes its keywords up through
@@ -102,7 +104,10 @@ class Persistable:
         root = _probe.root
         if root is not _NOT_PROBING and root is not self:
             raise _FoundReference
-        return object.__reduce_ex__(self, protocol)
+        reduced = object.__reduce_ex__(self, protocol)
+        if _storing.active and VERSION_STAMP in self.__dict__:
+            reduced = _without_stamp(reduced)
+        return reduced
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         obj = super().__new__(cls)
@@ -132,6 +137,38 @@ class Persistable:
     def __str__(self) -> str:
         pid = getattr(self, "persistent_id", None)
         return str(pid) if pid is not None else object.__repr__(self)
+
+
+#: Key of ``Persistable.__dict__`` where a store stamps ``(store, version)``: the
+#: version it last read or wrote the object at, so that a copy of the object
+#: (``copy.deepcopy``, a pickle round trip) or another store object on the
+#: same location still saves with the version check, never blindly. Copied by
+#: ``copy`` and plain pickling, left out of records.
+VERSION_STAMP = "_typedstore_version"
+
+
+def _without_stamp(reduced: Any) -> Any:
+    """``__reduce_ex__``'s answer with the version stamp left out of the state."""
+    if not isinstance(reduced, tuple) or len(reduced) < 3:
+        return reduced
+    state = reduced[2]
+    if isinstance(state, dict) and VERSION_STAMP in state:
+        state = {k: v for k, v in state.items() if k != VERSION_STAMP}
+    elif (isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict)
+          and VERSION_STAMP in state[0]):
+        state = ({k: v for k, v in state[0].items() if k != VERSION_STAMP}, state[1])
+    else:
+        return reduced
+    return (*reduced[:2], state, *reduced[3:])
+
+
+class _Storing(threading.local):
+    """Per thread: true while a store pickles a record (dumps)."""
+
+    active = False
+
+
+_storing = _Storing()
 
 
 def note_stored(obj: Any) -> None:
@@ -220,15 +257,20 @@ def dumps(
     (``pickle.PicklingError``, ``TypeError``, ``AttributeError``) for objects
     that cannot be pickled.
     """
-    if not gc3pie:
-        return _dumps(obj, on_reference, protocol)
-    ids = _id_pickling
-    previous, ids.gc3pie = ids.gc3pie, True
+    storing = _storing
+    was, storing.active = storing.active, True
     try:
-        data = _dumps(obj, on_reference, min(protocol, GC3PIE_PAYLOAD_PROTOCOL))
+        if not gc3pie:
+            return _dumps(obj, on_reference, protocol)
+        ids = _id_pickling
+        previous, ids.gc3pie = ids.gc3pie, True
+        try:
+            data = _dumps(obj, on_reference, min(protocol, GC3PIE_PAYLOAD_PROTOCOL))
+        finally:
+            ids.gc3pie = previous
+        return gc3pie_payload(data)
     finally:
-        ids.gc3pie = previous
-    return gc3pie_payload(data)
+        storing.active = was
 
 
 def _dumps(obj: Any, on_reference: Callable[[Any], Any], protocol: int) -> bytes:

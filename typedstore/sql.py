@@ -198,6 +198,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             table_name or parsed.table or getattr(row_model, "__tablename__", None)
             or DEFAULT_TABLE
         )
+        self._identity.stamp = self._describe()
+        self._lock_wait = self.timeouts.lock
         self._ignore_options(extra)
         if parsed.scheme == "sqlite" and parsed.target.partition("?")[0] != f"{parsed.scheme}://":
             # As GC3Pie's make_sqlstore does: create the database file's folder.

@@ -27,11 +27,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .allowlist import AllowFn, AllowList
-from .defaults import DEFAULT_PROTOCOL, RETRY_ATTEMPTS, RETRY_BACKOFF, RETRY_MAX_BACKOFF
+from .defaults import (
+    DEFAULT_PROTOCOL,
+    LOCK_TIMEOUT,
+    RETRY_ATTEMPTS,
+    RETRY_BACKOFF,
+    RETRY_MAX_BACKOFF,
+)
 from .errors import (
     ConflictError,
     ConnectionLostError,
     LoadError,
+    LockTimeout,
     NotFoundError,
     SaveError,
     StoreError,
@@ -39,9 +46,10 @@ from .errors import (
     UnsafeLoadError,
     UrlError,
 )
-from .identity import IdentityMap
+from .identity import IdentityMap, stamped_version
 from .ids import IdFactory
 from .serialization import (
+    VERSION_STAMP,
     allow_list,
     apply_upgrades,
     dumps,
@@ -72,7 +80,8 @@ class _Transaction:
             be written once per save and closes reference cycles.
         queue (list): referenced objects waiting to be written by that save.
         keep_alive (list): the written objects, so ``id(obj)`` stays unique.
-        undo (list): ``(obj, old persistent_id, old changed)`` to restore on rollback.
+        undo (list): ``(obj, old persistent_id, old changed, old version stamp)``
+            to restore on rollback.
         thread (int): ``threading.get_ident()`` of the thread that opened it: the
             only thread that may run in it (it holds the store's lock meanwhile).
     """
@@ -86,7 +95,7 @@ class _Transaction:
         self.written: dict[int, Any] = {}
         self.queue: list[tuple[Any, tuple[Any, bool, int | None]]] = []
         self.keep_alive: list[Any] = []
-        self.undo: list[tuple[Any, Any, Any]] = []
+        self.undo: list[tuple[Any, Any, Any, Any]] = []
 
 
 def _set_attr(obj: Any, name: str, value: Any) -> bool:
@@ -110,6 +119,64 @@ def _restore_attr(obj: Any, name: str, value: Any) -> None:
             object.__setattr__(obj, name, value)
     except (AttributeError, TypeError):
         log.debug("cannot restore %s on %r", name, type(obj))
+
+
+_EMPTY: dict[str, Any] = {}
+
+
+class _StoreLock:
+    """The store's lock: reentrant, so a thread's transaction and the operations
+    inside it hold it together; another thread waits for it at most the
+    store's lock timeout, then gets a LockTimeout naming who holds it."""
+
+    __slots__ = ("_lock", "_store", "release")
+
+    def __init__(self, store: Store) -> None:
+        self._lock = threading.RLock()
+        self._store = weakref.ref(store)
+        self.release = self._lock.release
+
+    def acquire(self) -> None:
+        lock = self._lock
+        if lock.acquire(False):
+            return
+        store = self._store()
+        wait = store._lock_wait if store is not None else LOCK_TIMEOUT
+        started = time.monotonic()
+        if not lock.acquire(True, wait):
+            raise _held_elsewhere(store, time.monotonic() - started)
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+def _held_elsewhere(store: Store | None, waited: float) -> LockTimeout:
+    name = store._describe() if store is not None else "the store"
+    txn = store._txn if store is not None else None
+    if txn is not None:
+        names = [t.name for t in threading.enumerate() if t.ident == txn.thread]
+        holder = f"thread {names[0] if names else txn.thread!r}, inside a transaction"
+    else:
+        holder = "another thread's operation"
+    wait = store._lock_wait if store is not None else LOCK_TIMEOUT
+    return LockTimeout(
+        f"{name}: waited {waited:.1f} s for this store object, held by {holder}, longer "
+        f"than lock_timeout={wait:g} s; nothing was done. A store object runs one "
+        "thread's transaction at a time: keep transactions short, or give each thread "
+        "a store object of its own", "the store object's lock", waited, name)
+
+
+def _restore_stamp(obj: Any, stamp: Any) -> None:
+    """Put back the version stamp a rolled-back write changed (or drop it)."""
+    if not getattr(type(obj), "_typedstore_stampable", False):
+        return
+    if stamp is _NO_ATTR:
+        obj.__dict__.pop(VERSION_STAMP, None)
+    else:
+        obj.__dict__[VERSION_STAMP] = stamp
 
 
 @dataclass
@@ -198,9 +265,36 @@ class _TransactionBlock:
 
 
 #: Recursion limit while loading: each link of a chain of references costs a few
-#: Python frames (the unpickler calls back into the store), so a chain of a few
-#: hundred Persistables would exceed Python's default limit of 1000.
+#: Python frames (the unpickler calls back into the store), so even the
+#: :data:`LOAD_NESTING` links loaded recursively may exceed Python's default of
+#: 1000 in a program that is already deep in its own stack.
 LOAD_RECURSION_LIMIT = 20_000
+
+#: How many references deep a load recurses (each level unpickles a referenced
+#: record inside its referrer's unpickling). A deeper reference is loaded
+#: first, from the top: see :meth:`Store._load_record`.
+LOAD_NESTING = 50
+
+
+class _Deeper(BaseException):
+    """Raised through the unpickler (which catches no BaseException) when a
+    reference is more than :data:`LOAD_NESTING` levels deep: the load is cut
+    short and that record is loaded first, at the top."""
+
+    def __init__(self, pid: Any) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+class _Nesting(threading.local):
+    """This thread's loading: how deep, and what the current attempt mapped."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.mapped: list[Any] | None = None
+
+
+_nesting = _Nesting()
 
 
 @contextmanager
@@ -299,9 +393,14 @@ class Store(ABC):
             self._allow = allowed_classes
         else:
             self._allow = allow_list(allowed_classes)
+        # Backends set ``self._identity.stamp`` (the store's location) once
+        # they know it: see typedstore.serialization.VERSION_STAMP.
         self._identity = IdentityMap()
         self.stats = StoreStats()
-        self._lock = threading.RLock()
+        #: Seconds a thread waits for the store while another thread holds it
+        #: (inside a transaction, or an operation); backends set their lock timeout.
+        self._lock_wait: float = LOCK_TIMEOUT
+        self._lock = _StoreLock(self)
         self._txn: _Transaction | None = None
         self._pid = os.getpid()
         ref = weakref.ref(self)
@@ -363,15 +462,16 @@ class Store(ABC):
         """Called in a forked child: drop what cannot be shared with the parent
         (its lock, and a transaction another of its threads had open)."""
         self._pid = os.getpid()
-        self._lock = threading.RLock()
+        self._lock = _StoreLock(self)
         txn, self._txn = self._txn, None
         if txn is not None:
             # Another thread of the parent was inside a transaction: in the child
             # it never commits, so its writes must not be seen here either.
             self._identity.end(rollback=True)
-            for obj, old_id, old_changed in reversed(txn.undo):
+            for obj, old_id, old_changed, old_stamp in reversed(txn.undo):
                 _restore_attr(obj, "persistent_id", old_id)
                 _restore_attr(obj, "changed", old_changed)
+                _restore_stamp(obj, old_stamp)
 
     def _describe(self) -> str:
         return self.url.redacted if self.url is not None else type(self).__name__
@@ -452,9 +552,10 @@ class Store(ABC):
         except Exception:
             log.exception("%s: rollback failed", self._describe())
         self._identity.end(rollback=True)
-        for obj, old_id, old_changed in reversed(txn.undo):
+        for obj, old_id, old_changed, old_stamp in reversed(txn.undo):
             _restore_attr(obj, "persistent_id", old_id)
             _restore_attr(obj, "changed", old_changed)
+            _restore_stamp(obj, old_stamp)
             if old_id is not _NO_ATTR and old_id is not None:
                 # The object may hold changes the rollback did not write: the next
                 # load of its id (in any thread) reads the stored record, and
@@ -543,10 +644,15 @@ class Store(ABC):
         else:
             # Not the mapped object: one that left the map while alive (after
             # invalidate_cache, a conflict, or a newer object for its id) is
-            # checked against the version it was read at; a copy this store
-            # never had overwrites whatever is stored.
+            # checked against the version it was read at; so is a copy of a
+            # Persistable this store (or another store object on the same
+            # location) read or wrote, by the version stamped on it. Only an
+            # object without either overwrites whatever is stored.
             expected = self._identity.retired_version(obj, pid)
-        txn.undo.append((obj, old_id, getattr(obj, "changed", _NO_ATTR)))
+            if expected is None:
+                expected = stamped_version(obj, self._identity.stamp)
+        txn.undo.append((obj, old_id, getattr(obj, "changed", _NO_ATTR),
+                         getattr(obj, "__dict__", _EMPTY).get(VERSION_STAMP, _NO_ATTR)))
         _set_attr(obj, "persistent_id", pid)
         note_stored(obj)
         txn.written[id(obj)] = pid
@@ -618,6 +724,60 @@ class Store(ABC):
 
     def _load_record(self, pid: Any, payload: bytes | None = None,
                      version: int | None = None) -> Any:
+        """Load record ``pid`` (from ``payload`` at ``version`` if given) and the
+        records it references, and map them.
+
+        References are loaded recursively up to :data:`LOAD_NESTING` levels; a
+        deeper one cuts the attempt short (:class:`_Deeper`): everything that
+        attempt mapped is forgotten (it may hold objects of the abandoned
+        attempt), the deeper record is loaded first, and the attempt starts
+        again. A chain or tree of any depth loads with bounded recursion, each
+        record unpickled at most twice. A reference cycle longer than the
+        nesting limit brings an abandoned record back (a cut is met twice):
+        the load then starts over recursing without the cut, as deep as
+        :data:`LOAD_RECURSION_LIMIT` allows (a LoadError beyond).
+        """
+        nesting = _nesting
+        if nesting.mapped is not None:  # inside a load: one level deeper
+            return self._load_one(pid, payload, version)
+        pending: list[Any] = [pid]
+        seen: set[Any] = set()
+        keep: list[Any] = []
+        try:
+            while True:
+                target = pending[-1]
+                nesting.mapped = []
+                try:
+                    obj = self._load_one(target, payload if target is pid else None,
+                                         version if target is pid else None)
+                except _Deeper as deeper:
+                    for mapped in nesting.mapped:
+                        self._identity.unload(mapped)
+                    if deeper.pid in seen:  # a long cycle: recurse without the cut
+                        log.debug("%s: record %s is in a reference cycle longer than %d; "
+                                  "loading it recursively", self._describe(), pid, LOAD_NESTING)
+                        nesting.depth = -1
+                        pending = [pid]
+                        continue
+                    seen.add(deeper.pid)
+                    pending.append(deeper.pid)
+                    continue
+                except RecursionError as exc:
+                    for mapped in nesting.mapped:
+                        self._identity.unload(mapped)
+                    raise LoadError(
+                        f"{self._describe()}: record {pid} holds references nested too deeply "
+                        f"to restore (a reference cycle of thousands of records)", pid) from exc
+                pending.pop()
+                if not pending:
+                    return obj
+                keep.append(obj)  # mapped weakly: alive until its referrer holds it
+        finally:
+            nesting.mapped = None
+            nesting.depth = 0
+
+    def _load_one(self, pid: Any, payload: bytes | None = None,
+                  version: int | None = None) -> Any:
         if payload is None:
             payload, version = self._read(pid)
         try:
@@ -640,6 +800,9 @@ class Store(ABC):
         # Not journaled: a record written in this transaction is already mapped
         # (so it is never loaded here), so this is committed data.
         self._identity.put(pid, obj, version, journal=False)
+        mapped = _nesting.mapped
+        if mapped is not None:
+            mapped.append(pid)
         return obj
 
     def _unpickle(self, pid: Any, payload: bytes) -> Any:
@@ -671,6 +834,12 @@ class Store(ABC):
                     pid,
                 )
             return root
+        nesting = _nesting
+        unbounded = nesting.depth < 0  # see _load_record
+        if not unbounded:
+            if nesting.depth >= LOAD_NESTING:
+                raise _Deeper(pid)
+            nesting.depth += 1
         try:
             with _deep_references():
                 return self._load_record(pid)
@@ -678,6 +847,9 @@ class Store(ABC):
             raise LoadError(
                 f"{self._describe()}: a record references {pid}, which is not stored", pid
             ) from exc
+        finally:
+            if not unbounded:
+                nesting.depth -= 1
 
     # ------------------------------------------------------------ the rest of the contract
 

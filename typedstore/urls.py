@@ -55,12 +55,15 @@ _FORMS = {
 # The password runs from the first ":" of the user part to the last "@" (it may
 # hold "/", "#" or "@" when the URL was not percent-encoded).
 _PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*://[^:/@]*:)(.*)@")
+#: A password given as a query parameter, which both drivers accept
+#: (``?password=...``; libpq also reads ``sslpassword``, PyMySQL ``passwd``).
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|sslpassword)=)[^&#]*", re.IGNORECASE)
 
 
 def redact(url: object) -> str:
     """Return ``url`` (a string, path or URL object) with any password replaced by ``***``."""
     text = os.fspath(url) if isinstance(url, (str, os.PathLike)) else str(url)
-    return _PASSWORD.sub(r"\1***@", str(text))
+    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", str(text)))
 
 
 @dataclass(frozen=True)

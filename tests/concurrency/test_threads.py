@@ -123,3 +123,38 @@ def test_threads_share_one_store(open_store: Callable[..., Store]) -> None:
     assert not wrong, f"lost updates (stored, expected): {list(wrong.items())[:5]}"
     print(f"{THREADS} threads x {OPS} operations: {len(expected)} records, "
           f"{sum(expected.values())} updates, none lost")
+
+
+def test_waiting_for_another_threads_transaction_is_bounded(open_store: Callable[..., Any]
+                                                            ) -> None:
+    """A thread that needs the store while another thread's transaction holds
+    it waits at most lock_timeout, then gets a LockTimeout naming the holder;
+    once the transaction ends, the store serves it again."""
+    from typedstore import LockTimeout
+
+    store = open_store(lock_timeout=1)
+    kept = store.save(Counter(0, 0))
+    inside = threading.Event()
+    finish = threading.Event()
+
+    def hold() -> None:
+        with store.transaction():
+            store.save(Counter(0, 1))
+            inside.set()
+            finish.wait(60)
+
+    holder = threading.Thread(target=hold, name="holder")
+    holder.start()
+    try:
+        assert inside.wait(60)
+        for operation in (lambda: store.save(Counter(0, 2)), lambda: store.list(),
+                          lambda: store.load(kept)):
+            with pytest.raises(LockTimeout) as info:
+                operation()
+            assert "'holder'" in str(info.value) and "lock_timeout=1 s" in str(info.value)
+            assert info.value.waited >= 1
+    finally:
+        finish.set()
+        holder.join(60)
+    assert len(store.list()) == 2
+    store.save(Counter(0, 3))

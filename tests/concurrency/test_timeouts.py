@@ -344,6 +344,20 @@ def test_nothing_listening(scheme: str) -> None:
         make_store(f"{scheme}://user:secret@127.0.0.1:{port}/jobs")
     assert not isinstance(info.value, ConnectTimeout)
     assert f"127.0.0.1:{port}" in str(info.value) and "secret" not in str(info.value)
+    # A password given as a query parameter (both drivers take one) is hidden too.
+    other = "passwd=secret" if "mysql" in scheme else "application_name=x&password=secret"
+    for query in ("password=secret", other):
+        with pytest.raises(ConnectError) as info:
+            make_store(f"{scheme}://user@127.0.0.1:{port}/jobs?{query}")
+        assert "secret" not in str(info.value) and "***" in str(info.value)
+
+
+def test_a_url_parameter_the_driver_refuses() -> None:
+    from typedstore import UrlError
+
+    with pytest.raises(UrlError) as info:
+        make_store("mysql+pymysql://user@127.0.0.1:1/jobs?bogus=1&password=secret")
+    assert "bogus" in str(info.value) and "secret" not in str(info.value)
 
 
 # ---------------------------------------------------------------- arguments

@@ -271,3 +271,42 @@ def test_snapshot_rows_do_not_bring_back_what_the_store_changed(
     again.count = 1001
     store.save(again)  # the version the store wrote: no conflict
     assert open_store().load(replaced).count == 1001
+
+
+@pytest.mark.parametrize("copy_it", ["deepcopy", "copy", "pickle", "same object"])
+def test_copies_and_other_store_objects_keep_the_version(
+        open_store: Callable[..., Store], copy_it: str) -> None:
+    """A copy of a loaded object (copy, deepcopy, a pickle round trip), or the
+    object itself saved through another store object on the same location,
+    is checked against the version it was read at: never a blind write."""
+    import copy
+    import pickle
+
+    id_ = open_store().save(Job())
+    first = open_store()
+    mine = first.load(id_)
+    bump_elsewhere(open_store, id_, 111)
+    twin = {"deepcopy": copy.deepcopy, "copy": copy.copy,
+            "pickle": lambda o: pickle.loads(pickle.dumps(o)),
+            "same object": lambda o: o}[copy_it](mine)
+    through = open_store()  # a store object that never saw it
+    assert_conflict_writes_nothing(through, twin, open_store, id_, 111)
+    assert_conflict_writes_nothing(first, twin, open_store, id_, 111)
+
+
+def test_the_stamp_stays_out_of_records(open_store: Callable[..., Store]) -> None:
+    import pickletools
+
+    store = open_store()
+    id_ = store.save(Job(5))
+    job = store.load(id_)
+    job.count = 6
+    store.save(job)
+    from typedstore.serialization import VERSION_STAMP, dumps
+
+    payload = dumps(job, lambda child: None)
+    assert VERSION_STAMP.encode() not in payload
+    assert VERSION_STAMP in vars(job)  # on the object, for its copies
+    import io
+
+    pickletools.dis(payload, out=io.StringIO())  # a valid pickle
