@@ -521,8 +521,8 @@ def _value_binds(element: Any) -> Iterator[sa.BindParameter[Any]]:
     which are compared with other columns."""
     if isinstance(element, sa.BindParameter):
         yield element
-    elif isinstance(element, (sa.sql.elements.ClauseList, sa.sql.elements.Grouping,
-                              sa.Tuple)):
+    elif isinstance(element, (sa.sql.elements.ClauseList, sa.sql.elements.ExpressionClauseList,
+                              sa.sql.elements.Grouping, sa.Tuple)):
         for child in element.get_children():
             yield from _value_binds(child)
 

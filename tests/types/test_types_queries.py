@@ -220,6 +220,7 @@ def test_condition_values_are_coerced_as_saves_are(open_all: OpenAll) -> None:
     when = aware(2021, 6, 1, 8, offset_minutes=90)
     conditions = [
         TypedRow.i == "5", TypedRow.i == Level.LOW, TypedRow.i.in_(["5", 6]),
+        TypedRow.i.between("4", 6.0), TypedRow.i.between(4, 6) & (TypedRow.i != "4"),
         TypedRow.f == Decimal("2.5"), TypedRow.f > Decimal("2.4"),
         TypedRow.m == 1.25, TypedRow.m < Decimal("1.2500001"), TypedRow.m > 1.2499999,
         TypedRow.c == 2, TypedRow.c == Color.GREEN, TypedRow.e == "slow",
