@@ -1055,14 +1055,16 @@ def _server_default(connection: sa.Connection, column: sa.Column[Any], default: 
     time...), or ``None`` if it is not a plain value."""
     if default is None or callable(default) or isinstance(default, (list, dict, set, tuple)):
         return None
+    value = sa.literal(default, type_=column.type)
     try:
-        literal = sa.literal(default, type_=column.type).compile(
-            dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+        value.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
     except Exception:
         log.debug("default %r of column %s cannot be a server default", default, column.name,
                   exc_info=True)
         return None
-    return sa.DefaultClause(sa.text(str(literal)))
+    # The bound literal, not its text: the DDL compiler escapes it once for
+    # the driver's paramstyle (sa.text() of the rendered text doubled a '%').
+    return sa.DefaultClause(value)
 
 
 def add_missing_columns(connection: sa.Connection, table: str, row_model: RowModel = None,

@@ -48,7 +48,7 @@ class MDefaults(StoreRow, table=True):
     jobname: str | None = extracted(GET.jobname, max_length=200)
     cores: int = extracted(GET.requested_cores, default=1, index=True)
     ratio: float | None = extracted(GET.ratio)
-    label: str = extracted(GET.label, default="none", max_length=20)
+    label: str = extracted(GET.label, default="100% none", max_length=20)
 
 
 class MRequired(StoreRow, table=True):

@@ -61,11 +61,11 @@ def test_upgrade_from_code_adds_defaulted_and_indexed_columns(db: Db, table: str
     assert typedstore.drift(url, row_model=MDefaults) == []
     # Existing rows take the defaults until back-filled.
     rows = db.rows(f"SELECT jobname, cores, ratio, label FROM {table}")
-    assert rows == [(None, 1, None, "none")] * 3
+    assert rows == [(None, 1, None, "100% none")] * 3  # the % once
     with make_store(url, row_model=MDefaults) as store:
         assert typedstore.backfill(store, progress=False).rows == 3
         assert sorted((r.jobname, r.cores, r.label) for r in store.query()) == [
-            (f"job-{n}", cores_of(n), "none") for n in range(3)]
+            (f"job-{n}", cores_of(n), "100% none") for n in range(3)]
         assert store.query(MDefaults.cores == cores_of(1)).ids() == [ids[1]]
     assert typedstore.upgrade(url, row_model=MDefaults) == []
 
