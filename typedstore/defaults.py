@@ -93,6 +93,16 @@ ID_COUNTER_HOME_ENV = "TYPEDSTORE_HOME"
 #: Rows fetched per round trip when a query streams its results.
 STREAM_BATCH_SIZE = 500
 
+#: Seconds after which a file store removes a temporary file whose writer it
+#: cannot ask about (another host's, or named by an older release): a live
+#: writer renames its temporary file within one commit.
+STALE_TEMP_AGE = 24 * 3600.0
+
+#: What a file store or SQLite store opened on a network file system (NFS,
+#: SMB, sshfs...) does: "warn" (once), "error" (StoreError), or "ignore".
+#: Store argument: ``network_filesystem=``. See typedstore.mounts.
+NETWORK_FILESYSTEM = "warn"
+
 #: Name of the hidden directory a file store keeps its own bookkeeping in.
 FILESTORE_META_DIR = ".typedstore"
 

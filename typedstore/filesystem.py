@@ -46,12 +46,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import mounts, tempfiles
 from .connections import Timeouts
 from .defaults import (
     BACKUP_SUFFIX,
     DEFAULT_PROTOCOL,
     FILE_ID_BLOCK_SIZE,
     FILESTORE_META_DIR,
+    NETWORK_FILESYSTEM,
     STREAM_BATCH_SIZE,
 )
 from .errors import LoadError, NotFoundError, SaveError, StoreError
@@ -115,6 +117,11 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             process's lock (``META/commit.lock``, ``META/next_id.lock``) before
             raising :class:`LockTimeout`; ``None``:
             :data:`~typedstore.defaults.LOCK_TIMEOUT`.
+        network_filesystem: ``"warn"`` (once), ``"error"`` (StoreError) or
+            ``"ignore"`` when the directory is on a network file system (NFS,
+            SMB, sshfs...), whose locks and renames may not hold between
+            hosts; ``None``: :data:`~typedstore.defaults.NETWORK_FILESYSTEM`.
+            See :mod:`typedstore.mounts`.
         **extra: accepted and ignored, for compatibility with ``SqlStore``
             (``connect_timeout``, ``statement_timeout`` and ``read_timeout``
             are still checked: a wrong value raises ValueError, as there).
@@ -136,6 +143,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         gc3pie_compatible: bool | None = None,
         metadata_dir: str | os.PathLike[str] | None = None,
         lock_timeout: float | None = None,
+        network_filesystem: str | None = None,
         **extra: Any,
     ) -> None:
         metadata = metadata_dir
@@ -151,6 +159,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             raise TypeError(f"gc3pie_compatible must be True, False or None, "
                             f"not {gc3pie_compatible!r}")
         self.directory = Path(url.target)
+        mounts.check(str(self.directory.parent if not self.directory.exists()
+                         else self.directory), f"file store {url.redacted}",
+                     network_filesystem or NETWORK_FILESYSTEM)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -176,6 +187,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         # the directory itself, dot-named, for the older in-directory layout).
         self._tmpdir = self._dir if inside else os.path.join(self._meta, "tmp")
         os.makedirs(self._tmpdir, exist_ok=True)
+        tempfiles.sweep(self._tmpdir)  # dead writers' leftovers (a full disk's, too)
         self._durable = durable
         self._lock_timeout = timeouts.lock
         self._commit_lock = ProcessLock(self._meta / "commit.lock", self._lock_timeout,
@@ -354,13 +366,24 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     def _write_temp(self, id_: Any, payload: bytes) -> tuple[str, str]:
         """Write ``payload`` to a new dot-named temporary file; return its name and
         its stamp (:func:`~typedstore.fileindex.file_stamp`, kept by the rename)."""
-        name = f".{id_}.{os.getpid()}.{next(self._tmp_counter)}{_TMP_SUFFIX}"
-        with open(os.path.join(self._tmpdir, name), "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            if self._durable:
-                os.fsync(stream.fileno())
-            st = os.fstat(stream.fileno())
+        name = tempfiles.temp_name(id_, next(self._tmp_counter))
+        path = os.path.join(self._tmpdir, name)
+        try:
+            with open(path, "wb") as stream:
+                stream.write(payload)
+                stream.flush()
+                if self._durable:
+                    os.fsync(stream.fileno())
+                st = os.fstat(stream.fileno())
+        except OSError as exc:
+            # A full disk, a file-size or quota limit: the partial file goes, so
+            # it keeps no space; so do dead writers' leftovers, for the next save.
+            _unlink(path)
+            tempfiles.sweep(self._tmpdir)
+            raise SaveError(
+                f"{self._describe()}: record {id_} ({len(payload)} bytes pickled) could "
+                f"not be written: {exc.strerror or exc}; nothing of the commit was "
+                "written, the stored version is unchanged", id_) from exc
         return name, f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
     def _commit(self) -> None:

@@ -35,12 +35,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
+from . import mounts
 from .connections import OTHER, StoreConnection, Timeouts, classify
 from .defaults import (
     COUNTER_ATTEMPTS,
     DEFAULT_PROTOCOL,
     DEFAULT_TABLE,
     ID_BLOCK_SIZE,
+    NETWORK_FILESYSTEM,
     STREAM_BATCH_SIZE,
 )
 from .engine import create_store_engine, is_sqlite
@@ -144,6 +146,10 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             for none (:class:`ServerTimeout`); ``read_timeout``: the longest
             wait for a connected server's answer (:class:`ReadTimeout`;
             on PostgreSQL a client-side deadline, :mod:`typedstore.deadlines`).
+        network_filesystem: SQLite: ``"warn"`` (once), ``"error"`` or
+            ``"ignore"`` when the database file is on a network file system,
+            where SQLite's locking is unreliable (:mod:`typedstore.mounts`);
+            ``None``: :data:`~typedstore.defaults.NETWORK_FILESYSTEM`.
         gc3pie_compatible: share the table with GC3Pie 2.6.8: write ids into
             payloads as GC3Pie's ``IntId`` class (pickle protocol at most 3), so
             GC3Pie's ``load`` reads typedstore's records and its ``save`` of one
@@ -181,6 +187,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         lock_timeout: float | None = None,
         statement_timeout: float | None = None,
         read_timeout: float | None = None,
+        network_filesystem: str | None = None,
         **extra: Any,
     ) -> None:
         parsed = parse_store_url(url)
@@ -206,6 +213,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             folder = os.path.dirname(sa.make_url(parsed.target).database or "")
             if folder:
                 os.makedirs(folder, exist_ok=True)
+                mounts.check(folder, f"SQLite store {parsed.redacted}",
+                             network_filesystem or NETWORK_FILESYSTEM)
         self.engine = create_store_engine(parsed.target, self.timeouts,
                                           **dict(engine_options or {}))
         self._sqlite = is_sqlite(self.engine)
