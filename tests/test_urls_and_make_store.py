@@ -400,6 +400,35 @@ def test_server_url_without_two_slashes_is_an_error_not_a_directory(
 
 
 @pytest.mark.parametrize("bad", [
+    "postgresql+psycopg_async://u@h/db", "sqlite+pysqlite_numeric:///x.db",
+    "mysql+pymysql_x://h/db", "mysql+mariadb_connector://h/db", "my_sql://h/db",
+    "postgresql ://h/db", "postgresql+ psycopg://h/db", "post gres://h/db",
+])
+def test_anything_shaped_like_a_url_is_never_a_directory(
+        bad: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UrlError):
+        make_store(bad + "#table=t")
+    assert list(tmp_path.iterdir()) == []  # no store was made anywhere
+
+
+def test_the_postgres_alias_is_postgresql(pg_base_url: str) -> None:
+    alias = "postgres://" + pg_base_url.split("://", 1)[1]
+    store = make_store(f"{alias}#table=alias_{uuid.uuid4().hex[:8]}")
+    try:
+        assert store.url.scheme == "postgresql"
+        id_ = store.save({"n": 1})
+        assert store.load(id_) == {"n": 1}
+    finally:
+        store.close()
+
+
+def test_a_database_path_with_a_slash_is_an_error() -> None:
+    with pytest.raises(UrlError, match="not one database name"):
+        make_store("postgresql://u@h/test/extra")
+
+
+@pytest.mark.parametrize("bad", [
     "postgresql://host", "postgresql://host/", "postgresql://alice:s3cret-pw@host:5432",
     "mysql://root@127.0.0.1:3306", "mariadb://host/", "postgresql://",
 ])

@@ -283,7 +283,10 @@ def _as_column(table: sa.Table, item: Any) -> Any:
 #   istartswith... ignore the case of the ASCII letters A-Z only (PostgreSQL's
 #   lower() under "C", SQLite's lower(), MariaDB's would fold every letter);
 # * in startswith, endswith and contains (and their i- forms) '%' and '_' are
-#   literal characters; in like and ilike they are the wildcards;
+#   literal characters; in like and ilike they are the wildcards, and a
+#   backslash escapes the character after it (PostgreSQL's and MariaDB's default
+#   escape, given to SQLite as ESCAPE '\'); a pattern ending in a lone
+#   backslash is refused (QueryError);
 # * values compared with a row field are validated as the field's type and
 #   refused (QueryError) when the column can never hold them.
 
@@ -323,6 +326,9 @@ _CASE_INSENSITIVE_OPS = frozenset({
 #: The escape character of startswith/endswith/contains values (SQLAlchemy's
 #: autoescape character).
 _ESCAPE = "/"
+#: The escape character of like/ilike patterns that name none: the default of
+#: PostgreSQL and MariaDB, made explicit for every backend (SQLite has none).
+_LIKE_ESCAPE = "\\"
 
 
 def _is_text(type_: sa.types.TypeEngine[Any]) -> bool:
@@ -551,6 +557,7 @@ def _adapt(expression: Any, table: sa.Table) -> Any:
     # own column had when the expression was written, and its value policy.
     binds: dict[int, tuple[sa.types.TypeEngine[Any], Any, bool]] = {}
     patterns: dict[int, bool] = {}  # binary expressions to rewrite -> escape '%', '_'
+    constants: dict[int, sa.BindParameter[Any]] = {}  # true/false compared with a value
     for elem in visitors.iterate(expression):
         if not (isinstance(elem, sa.BinaryExpression) and isinstance(elem.left, sa.Column)):
             continue
@@ -574,7 +581,17 @@ def _adapt(expression: Any, table: sa.Table) -> Any:
                 policy = _then_name(policy) if policy is not None else None
                 if elem.operator in _RANGE_OPS:
                     patterns[id(elem)] = False
-        for inner in _value_binds(elem.right):
+        right = elem.right
+        if isinstance(right, (sa.sql.elements.True_, sa.sql.elements.False_)) \
+                and policy is not None and not isinstance(column.type, sa.Boolean):
+            # SQLAlchemy writes `col == True` as the constant true, no bound
+            # value: bind it as the value the field stores for it (1 in an int
+            # field, as saves do), or refuse it, the same on every backend.
+            flag = isinstance(right, sa.sql.elements.True_)
+            constants[id(right)] = sa.bindparam(
+                None, _checked(column, policy, flag), type_=store_type)
+            continue
+        for inner in _value_binds(right):
             if inner.callable is not None:
                 continue
             value = inner.value
@@ -585,6 +602,11 @@ def _adapt(expression: Any, table: sa.Table) -> Any:
                     value = _checked(column, policy, value)
             if pattern is not None and patterns[id(elem)] and isinstance(value, str):
                 value = _escape_literal(value)
+            elif (pattern is not None and isinstance(value, str)
+                  and elem.modifiers.get("escape") is None
+                  and (len(value) - len(value.rstrip(_LIKE_ESCAPE))) % 2):
+                raise _refused(column, value, "the pattern ends with the escape character "
+                               "'\\' (write '\\\\' for a backslash)")
             binds[id(inner)] = (store_type, value, policy is not None or pattern is not None)
 
     def replace(elem: Any) -> Any:
@@ -592,6 +614,8 @@ def _adapt(expression: Any, table: sa.Table) -> Any:
         # plain columns compile without SQLAlchemy's ORM layer, much faster.
         if isinstance(elem, sa.Column):
             return _column(table, elem.name)
+        if id(elem) in constants:
+            return constants[id(elem)]
         if isinstance(elem, sa.BindParameter) and id(elem) in binds:
             type_, value, changed = binds[id(elem)]
             bind = elem if elem.type is type_ else elem._with_binary_element_type(type_)
@@ -617,6 +641,8 @@ def _portable(elem: sa.BinaryExpression[Any], left: Any, right: Any, literal: bo
     modifiers = dict(elem.modifiers)
     if literal:
         modifiers["escape"] = _ESCAPE
+    elif modifiers.get("escape") is None:
+        modifiers["escape"] = _LIKE_ESCAPE
     if elem.operator in _CASE_INSENSITIVE_OPS:
         left, right = AsciiLower(left), AsciiLower(right)
     return sa.BinaryExpression(left, right, pattern[0], type_=elem.type, negate=pattern[1],

@@ -267,7 +267,8 @@ class RowBuilder:
         has_version (bool): the table has the bookkeeping columns.
     """
 
-    def __init__(self, table: sa.Table, row_model: type[SQLModel] | None = None) -> None:
+    def __init__(self, table: sa.Table, row_model: type[SQLModel] | None = None,
+                 not_null: frozenset[str] = frozenset()) -> None:
         model_fields: Mapping[str, FieldInfo] = {}
         mapped: Mapping[str, FieldType] = {}
         if row_model is not None:
@@ -293,6 +294,15 @@ class RowBuilder:
                 nullable = field_type.nullable
             elif lenient:
                 check = typemap.column_check(column.type)
+            if nullable and column.name in not_null:
+                # The row model says optional, the table's column is NOT NULL
+                # (made when the field was required): None is refused here, by
+                # the value policy, not by the database.
+                log.warning("column %s.%s is NOT NULL but field %r is optional in the row "
+                            "model: None is refused until a migration makes the column "
+                            "nullable (docs/schema-evolution.md)", table.name, column.name,
+                            column.name)
+                nullable = False
             has_default = DEFAULT_KEY in column.info
             self.fields.append(FieldSpec(
                 column.name, fast_accessor(extractor), column.info.get(DEFAULT_KEY), adapter,
@@ -336,8 +346,9 @@ class RowBuilder:
             if spec.nullable:
                 return None
             raise _refused(obj, id_, spec.name,
-                           "None, but the field is not optional (annotate it 'X | None' to "
-                           "store NULL)")
+                           "None, but the field is not optional (annotate it 'X | None' "
+                           "to store NULL; a column made NOT NULL by an earlier row model "
+                           "also needs a migration)")
         if spec.adapter is not None and type(value) not in spec.exact:
             try:
                 value = spec.adapter.validate_python(value)

@@ -184,6 +184,7 @@ class TableState:
             (:func:`foreign_problems`: no ``id``, ``data`` or ``state`` column);
             empty for a store table or a missing one.
         types (Mapping[str, TypeEngine]): the reflected type of each column.
+        not_null (frozenset[str]): the columns declared NOT NULL.
     """
 
     exists: bool
@@ -195,6 +196,7 @@ class TableState:
     foreign: tuple[str, ...] = ()
     types: Mapping[str, sa.types.TypeEngine[Any]] = field(default_factory=dict, compare=False)
     dialect: sa.Dialect | None = field(default=None, compare=False)
+    not_null: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def legacy(self) -> bool:
@@ -442,8 +444,10 @@ def inspect_store(connection: sa.Connection, table: str) -> TableState:
         elif column["name"] == "state":
             gc3pie = bool(column["nullable"])
     types = {c["name"]: c["type"] for c in reflected}
+    not_null = frozenset(c["name"] for c in reflected if not c.get("nullable", True))
     return TableState(True, columns, revisions, payload_type, limit, gc3pie,
-                      foreign_problems(types, connection.dialect), types, connection.dialect)
+                      foreign_problems(types, connection.dialect), types, connection.dialect,
+                      not_null)
 
 
 def check_store(state: TableState, wanted: sa.Table, url: str,

@@ -239,7 +239,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                                      bookkeeping=False, only=set(state.columns))
         else:
             self.table = wanted
-        self._rows = RowBuilder(self.table, row_model)
+        self._rows = RowBuilder(self.table, row_model, state.not_null)
         self._versioned = not state.legacy
         # A payload column narrower than typedstore's (GC3Pie's BLOB on MySQL, in a
         # table read with create=False): larger records are refused before sending.

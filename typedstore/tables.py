@@ -142,7 +142,7 @@ def check_table_name(name: Any, dialect: str | None) -> None:
     Any name the backend accepts as a quoted identifier works; refused are the
     empty name, NUL characters, lone surrogates, names over the backend's limit
     (PostgreSQL: 63 bytes in UTF-8; MariaDB/MySQL: 64 characters, no trailing
-    space, no character outside the Basic Multilingual Plane; SQLite: the
+    space, no line break, no character outside the Basic Multilingual Plane; SQLite: the
     ``sqlite_`` prefix) and the names of typedstore's own tables.
     """
     def refuse(why: str) -> SchemaError:
@@ -169,6 +169,11 @@ def check_table_name(name: Any, dialect: str | None) -> None:
         if any(ord(ch) > 0xFFFF for ch in name):
             raise refuse("MariaDB/MySQL identifiers hold characters of the Basic Multilingual "
                          "Plane only (no emoji)")
+        if any(ch in "\n\r" for ch in name):
+            # The server takes them, but SHOW CREATE TABLE, which SQLAlchemy's
+            # reflection reads line by line, then cannot be read back.
+            raise refuse("MariaDB/MySQL table names with a line break cannot be read "
+                         "back by reflection")
     if dialect == "sqlite" and name.lower().startswith("sqlite_"):
         raise refuse("SQLite reserves names beginning with 'sqlite_'")
 

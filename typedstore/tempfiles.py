@@ -88,7 +88,7 @@ def sweep(directory: str, now: float | None = None) -> list[str]:
     vanished meanwhile or cannot be removed (logged)."""
     now = time.time() if now is None else now
     mine = writer_tag().rsplit("~", 1)[0]
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(directory)
     except OSError as exc:

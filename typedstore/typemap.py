@@ -646,15 +646,17 @@ def _condition_policy(kind: str, base: type, validation: Any,
     refuses what the column can never hold: NaN, infinities, integers beyond
     64 bits, naive datetimes, NUL characters, lone surrogates, text longer
     than ``max_length`` (or than an indexed column holds), a ``Decimal`` with
-    more integer digits than ``max_digits - decimal_places``, a value that is
+    more integer digits than ``max_digits - decimal_places`` or more decimal
+    places than ``decimal_places`` (no stored value has them), a value that is
     not a member of the field's enum.
     """
     adapter: TypeAdapter[Any] = TypeAdapter(validation)
     limit: Decimal | None = None
+    places = 0
     if kind == "decimal":
         digits = _metadata_value(field, "max_digits")
-        places = _metadata_value(field, "decimal_places")
-        limit = Decimal(10) ** (int(digits) - int(places))
+        places = int(_metadata_value(field, "decimal_places"))
+        limit = Decimal(10) ** (int(digits) - places)
 
     def condition(value: Any) -> Any:
         try:
@@ -671,6 +673,12 @@ def _condition_policy(kind: str, base: type, validation: Any,
             if abs(value) >= limit:
                 raise Refused(f"{value} has more integer digits than the field holds "
                               f"(max_digits - decimal_places)")
+            exponent = value.normalize().as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -places:
+                # No stored value has them: SQLite's scaled integers could only
+                # be compared through a float, inexactly (the others exactly).
+                raise Refused(f"{value} has more decimal places than the field's "
+                              f"{places} (decimal_places)")
             return value
         if kind in ("str", "bytes") and max_length is not None and len(value) > max_length:
             unit = "characters" if kind == "str" else "bytes"

@@ -26,7 +26,10 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .errors import UrlError
 
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*)://")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.+_-]*)://")
+#: Text shaped like a URL (a name, then "://") that _SCHEME does not accept:
+#: never read as a path.
+_URL_LIKE = re.compile(r"^[^/\\]*://")
 # ``sqlite:relative/path.db``: SQLite with a path relative to the working directory.
 _SQLITE_SHORT = re.compile(r"^(sqlite(?:\+[A-Za-z0-9_]+)?):(?!//)", re.IGNORECASE)
 # ``file:/abs/path``: a file URL without the authority part (GC3Pie reads it as /abs/path).
@@ -177,6 +180,11 @@ def parse_store_url(uri: object) -> StoreUrl:
             f"{_FORMS[scheme]} (read as it is, it would have named a directory): "
             f"{redact(text)}", redact(text))
     match = _SCHEME.match(text) or _SQLITE_SHORT.match(text)
+    if match is None and _URL_LIKE.match(text):
+        shown = redact(text)
+        raise UrlError(f"store URL {shown!r} has no valid scheme before '://' (a letter, then "
+                       "letters, digits, '+', '-', '.', '_'; no spaces): read as a path, it "
+                       "would have named a directory", shown)
     if match is None:
         # A bare path names a file store directory; str() gives it absolute, so
         # the URL still names it when read back from another directory.
@@ -197,6 +205,9 @@ def parse_store_url(uri: object) -> StoreUrl:
         table = values[-1]
     full_scheme = match.group(1).lower()
     scheme, _, driver = full_scheme.partition("+")
+    if scheme == "postgres":  # the alias SQLAlchemy 1.4 dropped (Heroku-style URLs)
+        scheme = "postgresql"
+        base = "postgresql" + base[len("postgres"):]
     if scheme == "file":
         parts = urlsplit(base)
         if parts.netloc not in ("", "localhost"):
@@ -249,6 +260,9 @@ def _server_target(scheme: str, base: str, shown: str) -> str:
     if not url.database:
         raise UrlError(f"{scheme} URL names no database (the path after host[:port]/): write "
                        f"it {_FORMS[scheme]}: {shown}", shown)
+    if "/" in url.database:
+        raise UrlError(f"{scheme} URL's path {url.database!r} is not one database name (a '/' "
+                       f"after it?): write it {_FORMS[scheme]}: {shown}", shown)
     _check_encoding(scheme, dict(url.query), shown)
     name = DRIVERS[scheme][0]
     return f"{scheme}+{name}://{base.partition('://')[2]}"

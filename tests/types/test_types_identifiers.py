@@ -157,8 +157,8 @@ def test_names_that_fit_keep_their_version_table(base_url: str) -> None:
 REFUSED = {
     "postgresql": ["p" * 64, "é" * 32, "nul\x00char", "typedstore_ids",
                    "typedstore_version_x", "lone\udc00"],
-    "mysql": ["m" * 65, "trailing ", "emoji😀", "/" * 63 + "a", "日" * 64, "nul\x00char",
-              "typedstore_backfill"],
+    "mysql": ["m" * 65, "trailing ", "emoji😀", "line\nbreak", "carriage\rreturn",
+              "/" * 63 + "a", "日" * 64, "nul\x00char", "typedstore_backfill"],
     "sqlite": ["sqlite_master2", "SQLITE_x", "typedstore_ids", "nul\x00char"],
 }
 

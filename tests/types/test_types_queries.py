@@ -183,6 +183,13 @@ def test_like_family_means_the_same_on_all_four(open_all: OpenAll) -> None:
                                                      "AB_", "ab_"}),
         "enum name": (WordRow.mode.startswith("FA"), {"abc"}),
         "enum ilike": (WordRow.mode.ilike("sl%"), {"ABC"}),
+        # A backslash escapes the next character in like and ilike, everywhere.
+        "like backslash": (w.like("ab\\\\c"), {"ab\\c"}),
+        "like escaped %": (w.like("abc\\%"), {"abc%"}),
+        "like escaped _": (w.like("ab\\_"), {"ab_"}),
+        "like escaped letter": (w.like("a\\bc"), {"abc"}),
+        "ilike escaped _": (w.ilike("AB\\_"), {"AB_", "ab_"}),
+        "like other escape": (w.like("ab!_", escape="!"), {"ab_"}),
     }
     for name, store in open_all(row_model=WordRow).items():
         with store.transaction():
@@ -193,6 +200,9 @@ def test_like_family_means_the_same_on_all_four(open_all: OpenAll) -> None:
         for case, (condition, expected) in cases.items():
             got = set(words_of(store.query(condition)))  # type: ignore[attr-defined]
             assert got == expected, (name, case)
+        for trailing in (w.like("ab\\"), w.ilike("%\\\\\\"), w.not_like("\\")):
+            with pytest.raises(QueryError, match="escape character"):
+                store.query(trailing).ids()  # type: ignore[attr-defined]
 
 
 def test_sqlite_like_is_case_sensitive_on_store_connections(tmp_path: Any) -> None:
@@ -222,7 +232,8 @@ def test_condition_values_are_coerced_as_saves_are(open_all: OpenAll) -> None:
         TypedRow.i == "5", TypedRow.i == Level.LOW, TypedRow.i.in_(["5", 6]),
         TypedRow.i.between("4", 6.0), TypedRow.i.between(4, 6) & (TypedRow.i != "4"),
         TypedRow.f == Decimal("2.5"), TypedRow.f > Decimal("2.4"),
-        TypedRow.m == 1.25, TypedRow.m < Decimal("1.2500001"), TypedRow.m > 1.2499999,
+        TypedRow.m == 1.25, TypedRow.m < Decimal("1.250001"), TypedRow.m > 1.249999,
+        TypedRow.m == Decimal("1.25000000"),  # trailing zeros: still 6 places
         TypedRow.c == 2, TypedRow.c == Color.GREEN, TypedRow.e == "slow",
         TypedRow.t == when.isoformat(), TypedRow.t >= "2021-06-01T06:30:00Z",
         TypedRow.u == uuid.UUID(int=7).hex, TypedRow.b == "yes", TypedRow.d == "2020-02-29",
@@ -252,6 +263,7 @@ REFUSED_CONDITIONS: dict[str, tuple[Callable[[], Any], str, str]] = {
     "not a number": (lambda: TypedRow.n > "many", "n", "not valid"),
     "decimal digits": (lambda: TypedRow.m > Decimal("1e12"), "m", "integer digits"),
     "decimal nan": (lambda: TypedRow.m == Decimal("NaN"), "m", ""),
+    "decimal places": (lambda: TypedRow.m < Decimal("1.2500001"), "m", "decimal places"),
     "pattern not text": (lambda: TypedRow.s.like(5), "s", "not text"),
     "keyword": (lambda: {"i": 2**64}, "i", "64-bit"),
 }
@@ -378,3 +390,18 @@ def test_defaults_are_stored_as_given_for_rows_written_without_the_column(
         [row] = store.query().rows()  # type: ignore[attr-defined]
         assert row.note == "100% _done_ %s %(x)s 'q' \\", name
         assert row.mode is Mode.FAST and row.perm == Perm.R | Perm.W, name
+
+
+def test_true_and_false_compared_with_values(open_all: OpenAll) -> None:
+    """`col == True` is the constant true to SQLAlchemy, not a bound value: it
+    is checked and bound as the field stores True (1 in an int field, as a
+    save does), the same on all four backends."""
+    for name, store in open_all(row_model=TypedRow).items():
+        with store.transaction():
+            for n in (0, 1, 2):
+                store.save(Thing(batch=0, n=n, req="r", k=0))
+        ones = store.query(TypedRow.n == True).ids()  # type: ignore[attr-defined]  # noqa: E712
+        zeros = store.query(TypedRow.n == False).ids()  # type: ignore[attr-defined]  # noqa: E712
+        keyword = store.query(n=True).ids()  # type: ignore[attr-defined]
+        assert (len(ones), len(zeros), len(keyword)) == (1, 1, 1), name
+        assert store.load(ones[0]).n == 1 and store.load(zeros[0]).n == 0, name

@@ -332,3 +332,35 @@ def test_backfill_of_a_unicode_table_name_in_a_latin1_database(
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE `{database}`"))
         admin.dispose()
+
+
+class QueueOptional(StoreRow, table=True):
+    """:class:`NewRequired` with its required field made optional."""
+
+    __tablename__ = "types_schema_queueoptional"
+
+    jobname: str | None = extracted(GET.jobname)
+    cores: int | None = extracted(GET.requested_cores)
+    ratio: float | None = extracted(GET.ratio)
+    queue: str | None = extracted(GET.queue)
+
+
+def test_a_field_made_optional_over_a_not_null_column_refuses_none_up_front(
+        base_url: str) -> None:  # noqa: F811
+    """The table's column stays NOT NULL (made when the field was required): a
+    None is refused by the value policy, naming the field, the same on every
+    backend, instead of reaching the database."""
+    url = f"{base_url}#table=optional_{uuid.uuid4().hex[:8]}"
+    first = make_store(url, row_model=NewRequired)
+    kept = first.save(job("kept", queue="long"))
+    first.close()
+    store = make_store(url, row_model=QueueOptional)
+    try:
+        with pytest.raises(typedstore.SaveError) as info:
+            store.save(job("no queue", queue=None))
+        assert info.value.field == "queue"
+        assert "not optional" in str(info.value) and "migration" in str(info.value)
+        assert [str(i) for i in store.list()] == [str(kept)]
+        assert store.save(job("with queue", queue="short")) is not None
+    finally:
+        store.close()
