@@ -21,6 +21,7 @@ from .errors import (
     ConnectError,
     ConnectionLostError,
     ConnectTimeout,
+    DamagedRecordError,
     DeadlockError,
     LoadError,
     LockTimeout,
@@ -31,6 +32,7 @@ from .errors import (
     SaveError,
     SchemaError,
     ServerTimeout,
+    SignatureError,
     StoreError,
     TransactionError,
     UnsafeLoadError,
@@ -39,6 +41,7 @@ from .errors import (
 from .evolution import BackfillError, BackfillReport, backfill, rewrite_all
 from .filesystem import FilesystemStore, make_filesystemstore
 from .ids import Id, IdFactory, IntId, JobIdFactory
+from .integrity import ResignReport, resign
 from .query import Query
 from .rows import StoreRow, extracted
 from .schema import downgrade, drift, upgrade
@@ -56,6 +59,7 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "ConnectionLostError",
+    "DamagedRecordError",
     "DeadlockError",
     "FilesystemStore",
     "GetAttribute",
@@ -77,9 +81,11 @@ __all__ = [
     "Query",
     "QueryError",
     "ReadTimeout",
+    "ResignReport",
     "SaveError",
     "SchemaError",
     "ServerTimeout",
+    "SignatureError",
     "SqlStore",
     "Store",
     "StoreError",
@@ -98,6 +104,7 @@ __all__ = [
     "register",
     "register_class_alias",
     "register_upgrade",
+    "resign",
     "rewrite_all",
     "upgrade",
 ]

@@ -15,6 +15,7 @@ import typer
 from . import demo as demo_module
 from .errors import StoreError
 from .evolution import backfill, rewrite_all
+from .integrity import resign
 from .schema import _import_object, downgrade, drift, upgrade
 from .store import make_store
 
@@ -81,6 +82,28 @@ def rewrite_cmd(url: str, row_model: RowModelOption = None) -> None:
         skipped = rewrite_all(store)
     for id_, reason in skipped:
         typer.echo(f"skipped {id_}: {reason}")
+
+
+@app.command("resign")
+def resign_cmd(
+    url: str,
+    sign_unsigned: Annotated[bool, typer.Option(
+        "--sign-unsigned", help="also sign records that have no MAC (you vouch for them)")
+    ] = False,
+) -> None:
+    """Sign every record with the first key of $TYPEDSTORE_SIGNING_KEYS (key rotation).
+
+    Put the new key first and the old ones after it; records whose MAC no key
+    made, or that are damaged, are listed and left as they are (exit status 1).
+    """
+    with make_store(url) as store:
+        report = resign(store, sign_unsigned=sign_unsigned)
+    typer.echo(f"{report.signed} re-signed, {report.current} already signed with the first "
+               f"key, {len(report.refused)} refused")
+    for id_, reason in report.refused:
+        typer.echo(f"  {id_}: {reason}")
+    if report.refused:
+        raise typer.Exit(1)
 
 
 @app.command("demo")

@@ -67,6 +67,33 @@ class UnsafeLoadError(LoadError):
         self.global_name = global_name
 
 
+class DamagedRecordError(LoadError):
+    """A record's payload does not match the checksum stored with it: its bytes
+    were damaged (bit rot, a truncated copy, a bad disk) after it was written.
+
+    Nothing of it was unpickled. The file store tries the record's ``.OLD``
+    backup first; this is raised when there is none (or it fails too).
+
+    Attributes:
+        id: the damaged record.
+    """
+
+
+class SignatureError(UnsafeLoadError):
+    """A record of a signed store whose MAC is missing or does not verify with any
+    of the store's signing keys: it was written without the key (planted,
+    modified, copied from another id) or damaged. Refused before unpickling.
+
+    Attributes:
+        id: the refused record.
+        reason (str): ``"missing"`` or ``"wrong"``.
+    """
+
+    def __init__(self, message: str, id_: Any = None, reason: str = "wrong") -> None:
+        super().__init__(message, id_)
+        self.reason = reason
+
+
 class SaveError(StoreError):
     """An object could not be saved; nothing of that save was written.
 

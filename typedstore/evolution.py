@@ -28,6 +28,7 @@ from alembic.operations import MigrateOperation, Operations
 from .defaults import STREAM_BATCH_SIZE
 from .errors import SchemaError, StoreError
 from .ids import IntId
+from .integrity import Record
 from .serialization import MissingClass
 from .store import Store
 from .typemap import mysql_table_options
@@ -142,8 +143,9 @@ def backfill(
     with _progress(total, f"back-filling {key}", progress) as advance:
         while True:
             with engine.connect() as conn:
+                # With the checksum and MAC: loading verifies them as load() does.
                 batch = conn.execute(
-                    sa.select(table.c.id, table.c.data).where(table.c.id > cursor)
+                    sa.select(*store._object_columns()).where(table.c.id > cursor)
                     .order_by(table.c.id).limit(batch_size)).all()
             if not batch:
                 break
@@ -170,15 +172,18 @@ def backfill(
 
 
 def _compute(rows_builder: Any, specs: Sequence[Any], batch: Sequence[Any],
-             load: Callable[[Any, bytes], Any]) -> tuple[list[dict[str, Any]],
-                                                        list[tuple[Any, str]]]:
-    """New column values for a batch of ``(id, data)`` rows, and the rows that failed."""
+             load: Callable[[Any, Sequence[Any]], Any]) -> tuple[list[dict[str, Any]],
+                                                                list[tuple[Any, str]]]:
+    """New column values for a batch of ``(id, data, ...)`` rows, and the rows that failed.
+
+    ``load(id, row)`` gets each row whose ``data`` is not NULL."""
     rows: list[dict[str, Any]] = []
     failures: list[tuple[Any, str]] = []
-    for id_, data in batch:
+    for row in batch:
+        id_, data = row[0], row[1]
         values: dict[str, Any] = {"k_id": id_}
         try:
-            obj = load(id_, bytes(data)) if data is not None else None
+            obj = load(id_, row) if data is not None else None
             if obj is None or isinstance(obj, MissingClass):
                 raise StoreError(f"record {id_} cannot be loaded")
             for spec in specs:
@@ -190,14 +195,17 @@ def _compute(rows_builder: Any, specs: Sequence[Any], batch: Sequence[Any],
     return rows, failures
 
 
-def _store_loader(store: Any) -> Callable[[Any, bytes], Any]:
-    """Unpickle a payload already in hand through the store (no second read)."""
+def _store_loader(store: Any) -> Callable[[Any, Sequence[Any]], Any]:
+    """Unpickle a row already in hand (``store._object_columns()``) through the
+    store (no second read; checksum and MAC verified)."""
 
-    def load(id_: Any, data: bytes) -> Any:
+    def load(id_: Any, row: Sequence[Any]) -> Any:
         pid = IntId(id_)
+        _, data, version, stored_checksum, mac = row
         with store._lock:
             obj = store._identity.get(pid)
-            return obj if obj is not None else store._load_record(pid, data, None)
+            return obj if obj is not None else store._load_record(
+                pid, Record(bytes(data), version, stored_checksum, mac))
 
     return load
 
@@ -280,7 +288,9 @@ def _run_backfill_op(operations: Operations, operation: BackfillOp) -> None:
         raise SchemaError(f"table {name!r}: no extracted column(s) {sorted(missing)}", table=name)
     cache: dict[Any, Any] = {}
 
-    def load(id_: Any, data: bytes) -> Any:
+    def load(id_: Any, row: Sequence[Any]) -> Any:
+        data = bytes(row[1])
+
         def resolve(ref: Any) -> Any:
             key = int(ref)
             if key not in cache:

@@ -38,8 +38,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
+from .defaults import UNKNOWN_STATE
 from .engine import create_store_engine
 from .errors import SaveError, SchemaError
+from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, MAC_LENGTH
 from .rows import RowBuilder
 from .schema import column_kind
 from .tables import build_table, new_metadata
@@ -48,11 +50,25 @@ log = logging.getLogger(__name__)
 
 #: ``_pending`` values.
 SETTLED, WRITING, OTHERS_STALE = 0, 1, 2
+#: ``_writer`` of rows marked to be made again from the pickles (new columns, an
+#: older row format); other writers are commits' tokens.
+REINDEX = "columns"
+#: Ends the token of a commit by a store that did not cover every column.
+PARTIAL = ":partial"
+#: The index column flagging a record its last indexer could not read.
+UNREADABLE_COLUMN = "_unreadable"
 
 #: How rows store their values: 2 since the type map (:mod:`typedstore.typemap`:
 #: UTC datetimes, scaled decimals...). Rows of an older index are made again from
 #: the pickles (marked as being written) when a store opens it.
 ROW_FORMAT = 2
+
+
+#: What a file store's ``extract(name)`` gives :meth:`FileIndex.refresh`: the
+#: record's indexed values (``None`` if it could not be read), why it could not
+#: be read (``None`` if it could, or if the file is gone), and the checksum of
+#: the bytes read.
+Extracted = tuple[dict[str, Any] | None, str | None, int | None]
 
 
 def file_stamp(path: str | os.PathLike[str]) -> str | None:
@@ -107,6 +123,15 @@ class FileIndex:
             # file_stamp); a file that no longer matches was rewritten by another
             # writer (GC3Pie) and is indexed again, in stores that watch for it.
             sa.Column("_stamp", sa.String(64), nullable=True),
+            # Integrity (typedstore.integrity): the writer's checksum and MAC of the
+            # file it stamped; never made up by a reader (a reader indexing a file
+            # records the checksum of what it read, never a MAC).
+            sa.Column(CHECKSUM_COLUMN, sa.BigInteger, nullable=True),
+            sa.Column(MAC_COLUMN, sa.String(MAC_LENGTH), nullable=True),
+            # Why the last store that indexed the record could not read it (its
+            # class missing there, the allow-list, damage...): the row is kept,
+            # flagged, and each store instance tries it again on its first query.
+            sa.Column(UNREADABLE_COLUMN, sa.Text, nullable=True),
         ]
         self.table = sa.Table("records", new_metadata(), *columns)
         #: Index columns this store added (or made again with a new type) on open.
@@ -146,7 +171,7 @@ class FileIndex:
             return
         if existed:
             marked = conn.execute(self.table.update().values(
-                _pending=WRITING, _writer="row-format")).rowcount
+                _pending=WRITING, _writer=REINDEX)).rowcount
             if marked:
                 log.info("file store index: %d row(s) of an older format are indexed again "
                          "from the pickles", marked)
@@ -160,7 +185,7 @@ class FileIndex:
         indexing again from the pickles (and the columns' version bumped)."""
         have = {c["name"]: c["type"] for c in sa.inspect(conn).get_columns("records")}
         retyped = [c for c in self.table.columns if c.name in have
-                   and c.name not in ("id", "_seqno", "_pending", "_writer", "_stamp")
+                   and c.name != "id" and not c.name.startswith("_")
                    and None not in (column_kind(have[c.name], conn.dialect),
                                     column_kind(c.type, conn.dialect))
                    and column_kind(have[c.name], conn.dialect) != column_kind(c.type,
@@ -177,13 +202,16 @@ class FileIndex:
         for column in [*retyped, *added]:
             kind = column.type.compile(dialect=conn.dialect)
             conn.exec_driver_sql(f"ALTER TABLE records ADD COLUMN {quote(column.name)} {kind}")
-        if added or retyped:
-            self.added = [c.name for c in [*added, *retyped]]
+        # Typedstore's own columns (integrity) start empty: nothing to index again.
+        fields = [c for c in [*added, *retyped] if not c.name.startswith("_")]
+        if fields:
+            self.added = [c.name for c in fields]
             log.info("file store index: added column(s) %s; re-indexing from the pickles",
-                     ", ".join(self.added))
+                     ", ".join(c.name for c in fields))
             # Marked as being written: the next query of any store makes them again
             # (a store not covering every column would leave "others stale" rows).
-            conn.execute(self.table.update().values(_pending=WRITING, _writer="columns"))
+            conn.execute(self.table.update().values(_pending=WRITING, _writer=REINDEX))
+        if added or retyped:
             for column in [*added, *retyped]:
                 if column.index:
                     conn.exec_driver_sql(
@@ -227,6 +255,8 @@ class FileIndex:
         marks = ", ".join("?" for _ in columns)
         updates = ", ".join(f"{quote(c.name)} = excluded.{quote(c.name)}" for c in columns
                             if c.name != "id")
+        self._seal_sql = (f"SELECT {CHECKSUM_COLUMN}, {MAC_COLUMN}, _stamp, _pending "
+                          "FROM records WHERE id = ?")
         self._upsert_sql = (f"INSERT INTO records ({names}) VALUES ({marks}) "
                             f"ON CONFLICT (id) DO UPDATE SET {updates}")
         dialect = self.engine.dialect
@@ -263,7 +293,10 @@ class FileIndex:
         """Before the renames: the new rows, marked as being written (and the previous
         commit's rows settled, in the same transaction)."""
         self._commits += 1
-        writer = self._writer = f"{os.getpid()}:{id(self)}:{self._commits}"
+        # A store that does not cover every column says so in its token: a query
+        # may settle the row without reading the file only if nothing is missing.
+        writer = self._writer = (f"{os.getpid()}:{id(self)}:{self._commits}"
+                                 f"{'' if self.covers_all else PARTIAL}")
         rows = [self._row_params({"id": id_, **values, "_seqno": _seqno(id_),
                                   "_pending": WRITING, "_writer": writer})
                 for id_, values in writes]
@@ -313,48 +346,71 @@ class FileIndex:
         self,
         directory: Path,
         names: Callable[[], list[str]],
-        extract: Callable[[str], dict[str, Any] | None],
+        extract: Callable[[str], Extracted],
         watch: bool = False,
     ) -> None:
         """Make the index agree with the files (see the module docstring).
 
-        The caller holds the store's commit lock. ``extract(name)`` returns the
-        indexed values of the record in file ``name``, or ``None`` if it cannot
-        be read (the row is then dropped; the caller logs why). With ``watch``
-        (a store that other programs write, GC3Pie's), every record file is
-        compared with the stamp its row was made from, on every call: rows of
-        files rewritten or added by others are made again.
+        The caller holds the store's commit lock. A row a commit staged whose
+        file carries the stamp it staged is true as it is: it is settled
+        without reading the file (the writer made it, whatever classes this
+        reader lacks). Other rows and files are indexed from the pickles:
+        ``extract(name)`` returns the record's indexed values, why it could
+        not be read, and the checksum of the bytes it read. A record that
+        cannot be read keeps a row, flagged (``_unreadable``): the writer's
+        values when its row describes this very file, else state
+        ``UNKNOWN`` and no fields; each store instance tries flagged rows
+        again on its first query. With ``watch`` (a store that other
+        programs write, GC3Pie's), every record file is compared with the
+        stamp its row was made from, on every call: rows of files rewritten
+        or added by others are made again.
         """
         self.settle_own()
         t = self.table
         with self.engine.connect() as conn:
             self._check_coverage(conn)
-            stale = [r[0] for r in conn.execute(sa.select(t.c.id).where(
-                t.c._pending == WRITING if not self.covers_all else t.c._pending != SETTLED))]
+            stale = conn.execute(sa.select(t.c.id, t.c._pending, t.c._writer, t.c._stamp).where(
+                t.c._pending == WRITING if not self.covers_all
+                else t.c._pending != SETTLED)).all()
+            flagged: list[str] = [] if self.synced else [r[0] for r in conn.execute(
+                sa.select(t.c.id).where(t.c[UNREADABLE_COLUMN].is_not(None)))]
             stamps: dict[str, str | None] | None = None
             if watch:
                 stamps = {r[0]: r[1] for r in conn.execute(sa.select(t.c.id, t.c._stamp))}
                 known: set[str] | None = set(stamps)
             else:
                 known = None if self.synced else {r[0] for r in conn.execute(sa.select(t.c.id))}
-        rebuild = list(stale)
+        rebuild: list[str] = []
+        settle: list[tuple[int, str, str]] = []
+        for id_, pending, writer, stamp in stale:
+            if (pending == WRITING and writer and writer != REINDEX and stamp is not None
+                    and file_stamp(directory / id_) == stamp
+                    and (not writer.endswith(PARTIAL) or not self.covers_all)):
+                # The commit that staged it renamed its file: the row is its writer's.
+                settle.append((SETTLED if not writer.endswith(PARTIAL) else OTHERS_STALE,
+                               id_, writer))
+            else:
+                rebuild.append(id_)
         gone: list[str] = []
         if known is not None:
             present = set(names())
             rebuild += sorted(present - known)
             gone += sorted(known - present)
+        queued = set(rebuild) | {id_ for _, id_, _ in settle}
+        rebuild += [id_ for id_ in flagged if id_ not in queued and id_ not in gone]
         if stamps is not None:
-            queued = set(rebuild)
+            queued = set(rebuild) | {id_ for _, id_, _ in settle}
             for id_, stamp in stamps.items():
                 if id_ not in queued and id_ not in gone and \
                         file_stamp(directory / id_) != stamp:
                     rebuild.append(id_)
-        if not (rebuild or gone):
+        if not (rebuild or gone or settle):
             self.synced = True
             return
         done = SETTLED if self.covers_all else OTHERS_STALE
         rows = []
         refused: list[tuple[str, SaveError]] = []
+        unreadable = 0
         for id_ in rebuild:
             before = file_stamp(directory / id_)
             if before is None:
@@ -362,27 +418,48 @@ class FileIndex:
                 continue
             self._refused = []
             try:
-                values = extract(id_)
+                values, problem, read_checksum = extract(id_)
             finally:
                 noted, self._refused = self._refused, None
-            if values is None:
-                if noted:
-                    # It loads, but the row model refuses it (a required field it
-                    # lacks, a value of another type): never left out of queries
-                    # silently. Its row stays as it was, marked.
-                    refused.append(noted[-1])
-                else:
-                    gone.append(id_)
+            if noted:
+                # It loads, but the row model refuses it (a required field it
+                # lacks, a value of another type): never left out of queries
+                # silently. Its row stays as it was, marked.
+                refused.append(noted[-1])
+                continue
+            if values is None and problem is None:
+                gone.append(id_)  # removed while it was read
                 continue
             # Rewritten while it was read: no stamp, so it is looked at again.
             after = file_stamp(directory / id_)
-            rows.append(self._row_params({"id": id_, **values, "_seqno": _seqno(id_),
-                                          "_pending": done,
-                                          "_stamp": before if after == before else None}))
+            stamp = before if after == before else None
+            old = self._row(id_)
+            if old is not None and old["_stamp"] is not None and old["_stamp"] == stamp:
+                # The row describes this very file: its writer's checksum and MAC hold.
+                seal = {CHECKSUM_COLUMN: old[CHECKSUM_COLUMN], MAC_COLUMN: old[MAC_COLUMN]}
+            else:
+                # Another version of the file than the writer's (or no writer's row):
+                # the checksum of what was read, and never a MAC (only a key holder
+                # signs).
+                seal = {CHECKSUM_COLUMN: read_checksum if stamp is not None else None,
+                        MAC_COLUMN: None}
+                if values is None:
+                    old = None  # the writer's values describe another version
+            if values is None:
+                unreadable += 1
+                values = {k: v for k, v in (old or {}).items() if not k.startswith("_")}
+                values.setdefault("state", UNKNOWN_STATE)
+            rows.append(self._row_params({**values, "id": id_, "_seqno": _seqno(id_),
+                                          "_pending": done, "_stamp": stamp, **seal,
+                                          UNREADABLE_COLUMN: problem}))
         if rows:
-            log.info("file store index: indexed %d record(s) from their pickles", len(rows))
+            log.info("file store index: indexed %d record(s) from their pickles%s", len(rows),
+                     f" ({unreadable} unreadable here, kept and flagged)" if unreadable else "")
 
         def work(db: Any) -> None:
+            db.executemany(
+                "UPDATE records SET _pending = ? WHERE id = ? AND _pending = 1 AND _writer = ?",
+                settle)
             db.executemany(self._upsert_sql, rows)
             db.executemany("DELETE FROM records WHERE id = ?", [(id_,) for id_ in gone])
 
@@ -390,6 +467,42 @@ class FileIndex:
         if refused:
             raise self._refusal(directory, refused)
         self.synced = True
+
+    def _row(self, id_: str) -> dict[str, Any] | None:
+        """The index row of record ``id_`` (this store's columns), if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(self.table).where(self.table.c.id == id_)).first()
+        return None if row is None else dict(row._mapping)
+
+    # ------------------------------------------------------------ integrity
+
+    def seal(self, id_: str) -> tuple[int | None, str | None, str | None, int] | None:
+        """``(checksum, MAC, stamp, pending)`` of record ``id_``'s row, if it has one
+        (one indexed lookup on the index's own connection: every load asks)."""
+        row: tuple[int | None, str | None, str | None, int] | None = self._driver().execute(
+            self._seal_sql, (id_,)).fetchone()
+        return row
+
+    def store_mac(self, id_: str, stamp: str, mac: str) -> bool:
+        """Record ``mac`` as record ``id_``'s MAC if its row still describes the file
+        stamped ``stamp``; False otherwise (the caller holds the commit lock)."""
+        changed = []
+
+        def work(db: Any) -> None:
+            changed.append(db.execute(
+                f"UPDATE records SET {MAC_COLUMN} = ? WHERE id = ? AND _stamp = ?",
+                (mac, id_, stamp)).rowcount)
+
+        self._commit_sql(work)
+        return bool(changed[0])
+
+    def unreadable(self) -> list[tuple[str, str]]:
+        """``(id, why)`` of the records flagged as unreadable by their last indexer."""
+        t = self.table
+        with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(
+                sa.select(t.c.id, t.c[UNREADABLE_COLUMN])
+                .where(t.c[UNREADABLE_COLUMN].is_not(None)).order_by(t.c._seqno, t.c.id))]
 
     def _refusal(self, directory: Path, refused: list[tuple[str, SaveError]]) -> SchemaError:
         """The error of a query over records the row model refuses."""

@@ -57,9 +57,10 @@ from .defaults import (
     STREAM_BATCH_SIZE,
 )
 from .errors import LoadError, NotFoundError, SaveError, StoreError
-from .fileindex import FileIndex
+from .fileindex import WRITING, Extracted, FileIndex
 from .gc3pie_ids import Gc3PieCounter
 from .ids import BlockSequence, FileCounter, Id, IdFactory
+from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, Record, checksum
 from .locks import ProcessLock
 from .query import Query, QuerySource
 from .store import Store
@@ -122,6 +123,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             SMB, sshfs...), whose locks and renames may not hold between
             hosts; ``None``: :data:`~typedstore.defaults.NETWORK_FILESYSTEM`.
             See :mod:`typedstore.mounts`.
+        signing_keys: secret keys (as for ``SqlStore``); each record's MAC is
+            kept in the sidecar index, never in the record file.
         **extra: accepted and ignored, for compatibility with ``SqlStore``
             (``connect_timeout``, ``statement_timeout`` and ``read_timeout``
             are still checked: a wrong value raises ValueError, as there).
@@ -144,6 +147,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         metadata_dir: str | os.PathLike[str] | None = None,
         lock_timeout: float | None = None,
         network_filesystem: str | None = None,
+        signing_keys: Any = None,
         **extra: Any,
     ) -> None:
         metadata = metadata_dir
@@ -194,7 +198,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                                         url.redacted, "commit lock")
         self._tmp_counter = itertools.count()
         self._pending: dict[Any, tuple[bytes, dict[str, Any]] | None] = {}
-        super().__init__(url, idfactory, protocol, allowed_classes, missing_classes)
+        super().__init__(url, idfactory, protocol, allowed_classes, missing_classes,
+                         signing_keys)
         self._identity.stamp = os.path.realpath(self.directory)
         self._lock_wait = timeouts.lock
         self.row_model = row_model
@@ -283,25 +288,59 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
 
     # ------------------------------------------------------------ reading
 
-    def _read(self, id_: Any) -> tuple[bytes, int | None]:
+    def _read(self, id_: Any) -> Record:
         if id_ in self._pending:
             pending = self._pending[id_]
             if pending is _DELETE:
                 raise NotFoundError(f"{self._describe()}: no record {id_}", id_)
-            return pending[0], None
+            return Record(pending[0], None)
         path = self._path(id_)
         for candidate in (path, path + BACKUP_SUFFIX):
             try:
                 with open(candidate, "rb") as stream:
-                    return stream.read(), None
+                    payload = stream.read()
+                    st = os.fstat(stream.fileno())
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 raise LoadError(f"{self._describe()}: cannot read {candidate}: {exc}", id_) \
                     from exc
+            if candidate is not path:
+                return Record(payload, None)  # GC3Pie's backup: no checksum, no MAC
+            return self._sealed(id_, payload, f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
         raise NotFoundError(f"{self._describe()}: no record {id_}", id_)
 
-    def _read_backup(self, id_: Any) -> bytes | None:
+    def _sealed(self, id_: Any, payload: bytes, stamp: str, again: bool = True) -> Record:
+        """The record with the checksum and MAC its index row holds, where they apply.
+
+        They apply when the row was made from this very file (same stamp), and
+        when the row is settled in a store no other program writes (a changed
+        file there is a damaged or copied one). Not when the row was staged by
+        a commit that has not renamed its file yet (or never will: it died), nor
+        in a store shared with GC3Pie, whose rewrites change the stamp: the file
+        is then loaded unchecked (and refused in a signed store, after one more
+        look a moment later, once a commit in progress is through).
+        """
+        row = self.index.seal(str(id_))
+        if row is None:
+            return Record(payload, None, stamp=stamp)
+        stored_checksum, mac, row_stamp, pending = row
+        if row_stamp == stamp or (pending != WRITING and not self.gc3pie_compatible):
+            return Record(payload, None, stored_checksum, mac, stamp)
+        if again and self._signer is not None:
+            time.sleep(GC3PIE_REWRITE_PAUSE)
+            try:
+                with open(self._path(id_), "rb") as stream:
+                    payload = stream.read()
+                    st = os.fstat(stream.fileno())
+            except OSError as exc:
+                raise LoadError(f"{self._describe()}: cannot read record {id_}: {exc}",
+                                id_) from exc
+            return self._sealed(id_, payload, f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}",
+                                again=False)
+        return Record(payload, None, stamp=stamp)
+
+    def _read_backup(self, id_: Any) -> Record | None:
         """The ``.OLD`` copy of a record that did not load; without one, the record
         read again after a moment.
 
@@ -312,14 +351,17 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         path = self._path(id_)
         try:
             with open(path + BACKUP_SUFFIX, "rb") as stream:
-                return stream.read()
+                return Record(stream.read(), None)
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            log.warning("%s: cannot read the backup of record %s: %s", self._describe(), id_,
+                        exc)
+            return None
         time.sleep(GC3PIE_REWRITE_PAUSE)
         try:
-            with open(path, "rb") as stream:
-                return stream.read()
-        except FileNotFoundError:
+            return self._read(id_)
+        except NotFoundError:
             return None
 
     def _exists(self, id_: Any) -> bool:
@@ -352,7 +394,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             raise SaveError(
                 f"{self._describe()}: new id {id_} is already taken by a record; the id "
                 "factory's sequence is not this store's (shared between stores?)", id_)
-        self._pending[id_] = (payload, self.index.values(obj, id_))
+        stored_checksum, mac = self._seal(id_, payload)
+        self._pending[id_] = (payload, {**self.index.values(obj, id_),
+                                        CHECKSUM_COLUMN: stored_checksum, MAC_COLUMN: mac})
         return None
 
     def _delete(self, id_: Any) -> None:
@@ -462,13 +506,44 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                                watch=self.gc3pie_compatible)
         return Query(self, conditions, equal)
 
-    def _extract(self, name: str) -> dict[str, Any] | None:
+    def _extract(self, name: str) -> Extracted:
+        """Index values of record ``name`` read by this process (see FileIndex.refresh).
+
+        The record is loaded as :meth:`load` does (allow-list, checksum and
+        signature checked before anything is unpickled).
+        """
+        try:
+            with open(self._path(name), "rb") as stream:
+                read_checksum = checksum(stream.read())
+        except FileNotFoundError:
+            return None, None, None
+        except OSError as exc:
+            log.warning("%s: record %s cannot be read for the index: %s", self._describe(),
+                        name, exc)
+            return None, f"{type(exc).__name__}: {exc}", None
         try:
             obj = self.load(name)
-            return self.index.values(obj, name)
+            return self.index.values(obj, name), None, read_checksum
+        except NotFoundError:
+            return None, None, None
         except StoreError as exc:
-            log.error("%s: record %s cannot be indexed: %s", self._describe(), name, exc)
-            return None
+            log.warning("%s: record %s cannot be read here; its index row is kept, flagged "
+                        "(queries find it, loading it raises): %s", self._describe(), name, exc)
+            return None, f"{type(exc).__name__}: {exc}", read_checksum
+
+    def unreadable(self) -> list[tuple[str, str]]:
+        """``(id, why)`` of records the last store that indexed them could not read
+        (their index rows are kept and flagged; loading them raises)."""
+        with self._lock, self._commit_lock:
+            self.index.refresh(self.directory, self._record_names, self._extract,
+                               watch=self.gc3pie_compatible)
+        return self.index.unreadable()
+
+    def _store_mac(self, id_: Any, record: Record, mac: str) -> bool:
+        if record.stamp is None:
+            return False
+        with self._commit_lock:
+            return self.index.store_mac(str(id_), record.stamp, mac)
 
     def _run_select(self, statement: sa.Select[Any], named: bool = True
                     ) -> Iterator[Sequence[Any]]:

@@ -50,6 +50,7 @@ from . import typemap
 from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT, STATE_LENGTH
 from .engine import create_store_engine
 from .errors import SchemaError
+from .integrity import INTEGRITY_COLUMNS
 from .rows import BASE_COLUMNS as BASE_COLUMN_NAMES
 from .rows import BOOKKEEPING_COLUMNS, DEFAULT_KEY, LENIENT_KEY
 from .tables import (
@@ -479,8 +480,10 @@ def check_store(state: TableState, wanted: sa.Table, url: str,
             f"{head} which this version of typedstore knows; upgrade typedstore to open it",
             table=table, current=revision, required=head,
         )
-    missing = [c.name for c in wanted.columns
-               if c.name not in state.columns and c.name not in BOOKKEEPING_COLUMNS]
+    # Bookkeeping and integrity columns come with typedstore's revisions (checked
+    # above); a GC3Pie table read as it is lacks them, and is used without them.
+    missing = [c.name for c in wanted.columns if c.name not in state.columns
+               and c.name not in BOOKKEEPING_COLUMNS and c.name not in INTEGRITY_COLUMNS]
     if missing:
         required = [c.name for c in wanted.columns if c.name in missing and not c.nullable
                     and c.server_default is None and DEFAULT_KEY not in c.info]

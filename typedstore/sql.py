@@ -56,6 +56,7 @@ from .errors import (
 )
 from .gc3pie_ids import Gc3PieCounter
 from .ids import BlockSequence, IdFactory, IntId, new_int_id
+from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, Record
 from .query import Query, QuerySource, row_class
 from .rows import RowBuilder, now
 from .schema import (
@@ -136,6 +137,11 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             extracted fields become typed, validated columns.
         protocol: pickle protocol of new records.
         allowed_classes: allow-list of classes records may name (``None``: any).
+        signing_keys: secret keys; the first signs each record written (an
+            HMAC-SHA256 of its id and payload in column ``_mac``), any verifies
+            each record read, and a record without a valid MAC is refused
+            (:class:`SignatureError`). ``None``: ``$TYPEDSTORE_SIGNING_KEYS``
+            (comma-separated), if set; ``[]``: no signing. docs/security.md.
         engine_options: extra ``sqlalchemy.create_engine`` arguments.
         connect_timeout, lock_timeout, statement_timeout, read_timeout: seconds
             (``None``: the defaults of :mod:`typedstore.defaults`), see
@@ -181,6 +187,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         protocol: int = DEFAULT_PROTOCOL,
         allowed_classes: Any = None,
         missing_classes: str = "error",
+        signing_keys: Any = None,
         engine_options: Mapping[str, Any] | None = None,
         gc3pie_compatible: bool | None = None,
         connect_timeout: float | None = None,
@@ -196,7 +203,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         #: The store's timeouts (:class:`~typedstore.connections.Timeouts`).
         self.timeouts = Timeouts.resolve(connect_timeout, lock_timeout, statement_timeout,
                                          read_timeout)
-        super().__init__(parsed, idfactory, protocol, allowed_classes, missing_classes)
+        super().__init__(parsed, idfactory, protocol, allowed_classes, missing_classes,
+                         signing_keys)
         if self.idfactory.id_class is not IntId and not issubclass(self.idfactory.id_class, int):
             raise StoreError(f"{parsed.redacted}: SqlStore needs integer ids "
                              "(IdFactory(id_class=IntId))")
@@ -255,6 +263,13 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._counter_exists: bool | None = None
         self._stmts = RecordStatements(self.table, self.engine.dialect, self._rows.names,
                                        self._versioned)
+        if self._signer is not None and not self._can_sign():
+            self.engine.dispose()
+            fix = typedstore_upgrade_command(parsed.text, self.table_name)
+            raise SchemaError(
+                f"{parsed.redacted}: signing keys were given, but table {self.table_name!r} "
+                f"has no {MAC_COLUMN} column for the records' MACs (a GC3Pie table read "
+                f"without adoption); adopt it with: {fix}", table=self.table_name, command=fix)
         self._counter_sql = self._compile_counter()
         self._deferred: tuple[Compiled, Mapping[str, Any], _Check | None] | None = None
         self._in_db_txn = False
@@ -630,7 +645,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
 
     # ------------------------------------------------------------ records
 
-    def _read(self, id_: Any) -> tuple[bytes, int | None]:
+    def _read(self, id_: Any) -> Record:
         if self._txn is not None:
             self._flush_for_read()
         read = self._stmts.read
@@ -639,10 +654,10 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         row = cursor.fetchone()
         if row is None:
             raise NotFoundError(f"{self._describe()}: no record {id_}", id_)
-        data, version = row
+        data, version, stored_checksum, mac = row
         if data is None:
             raise LoadError(f"{self._describe()}: record {id_} has no data", id_)
-        return bytes(data), version
+        return Record(bytes(data), version, stored_checksum, mac)
 
     def _write(
         self, id_: Any, obj: Any, payload: bytes, *, new: bool, expected: int | None,
@@ -652,8 +667,16 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             raise self._too_large(id_, obj, len(payload))
         # One list in the order of RecordStatements.source, then one pass to
         # the driver's parameters.
-        values = [int(id_), payload, *self._rows.values(obj, id_)]
         stmts = self._stmts
+        if stmts.integrity:
+            stored_checksum, mac = self._seal(id_, payload)
+            if self.gc3pie_compatible:
+                # GC3Pie rewrites rows without touching the checksum: one kept
+                # here would make its records look damaged.
+                stored_checksum = None  # type: ignore[assignment]
+            values = [int(id_), payload, stored_checksum, mac, *self._rows.values(obj, id_)]
+        else:
+            values = [int(id_), payload, *self._rows.values(obj, id_)]
         if self._versioned:
             values += [now(), expected]
         if new:
@@ -671,6 +694,22 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                               self._record_version(id_, must_exist=False)
                               if stmts.reports_version else None)
         return None
+
+    def _can_sign(self) -> bool:
+        return self._stmts.integrity and self._versioned
+
+    def _store_mac(self, id_: Any, record: Record, mac: str) -> bool:
+        statement = self._stmts.store_mac
+        cursor = self._link.cursor
+        cursor.execute(statement.sql, statement.params(
+            {MAC_COLUMN: mac, "k_id": int(id_), "k_version": record.version}))
+        return bool(cursor.rowcount)
+
+    def _object_columns(self) -> list[Any]:
+        c = self.table.c
+        sealed = [c[CHECKSUM_COLUMN], c[MAC_COLUMN]] if self._stmts.integrity \
+            else [sa.null(), sa.null()]
+        return [c.id, c.data, c.version if "version" in c else sa.null(), *sealed]
 
     def _too_large(self, id_: Any, obj: Any, size: int) -> SaveError:
         """The error for a payload the table's payload column cannot hold."""
@@ -857,16 +896,19 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                     failure: Exception | None = None
                     with self._lock:
                         try:
-                            for id_, data, version in batch:
+                            for id_, data, version, stored_checksum, mac in batch:
                                 obj = get(id_)  # a plain int finds its IntId key
                                 if obj is None:
                                     if identity.changed_since(id_, started):
                                         obj = self._reread(new_int_id(id_))
                                         if obj is None:
                                             continue
+                                    elif data is None:
+                                        raise LoadError(f"{self._describe()}: record {id_} "
+                                                        "has no data", id_)
                                     else:
-                                        obj = self._load_record(new_int_id(id_), bytes(data),
-                                                                version)
+                                        obj = self._load_record(new_int_id(id_), Record(
+                                            bytes(data), version, stored_checksum, mac))
                                 loaded.append(obj)
                         except Exception as exc:  # raised after the objects loaded before it
                             failure = exc

@@ -16,6 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from .integrity import CHECKSUM_COLUMN, MAC_COLUMN
+
 
 class Compiled:
     """One statement as SQL text plus how to order and convert its parameters.
@@ -112,7 +114,9 @@ class RecordStatements:
     """The statements a store runs per record, for one table and dialect.
 
     Bind names: ``k_id`` (the key), ``k_version`` (expected version), and one
-    per written column, named after it.
+    per written column, named after it. A table with the integrity columns
+    (``_checksum``, ``_mac``: :mod:`typedstore.integrity`) writes them after
+    ``data`` and reads them after ``version``.
     """
 
     def __init__(self, table: sa.Table, dialect: sa.Dialect, fields: Sequence[str],
@@ -120,7 +124,10 @@ class RecordStatements:
         self.table = table
         self.has_version = has_version
         c = table.c
-        written = ["data", *fields]
+        #: The table has the integrity columns (revision ts0004).
+        self.integrity = CHECKSUM_COLUMN in c and MAC_COLUMN in c
+        seal = [CHECKSUM_COLUMN, MAC_COLUMN] if self.integrity else []
+        written = ["data", *seal, *fields]
         if has_version:
             written.append("updated_at")
         types: dict[str, sa.types.TypeEngine[Any]] = {n: c[n].type for n in written}
@@ -165,16 +172,24 @@ class RecordStatements:
         if self.returning:
             upsert = upsert.returning(c.version)
         self.upsert = compile_(upsert)
+        sealed = [c[CHECKSUM_COLUMN], c[MAC_COLUMN]] if self.integrity \
+            else [sa.null(), sa.null()]
         self.read = compile_(
-            sa.select(c.data, c.version if has_version else sa.null()).where(key)
+            sa.select(c.data, c.version if has_version else sa.null(), *sealed).where(key)
         )
+        if self.integrity and has_version:
+            # Re-signing (typedstore.integrity.resign): the MAC only, of the version read.
+            self.store_mac = compile_(
+                table.update()
+                .where(key, c.version == sa.bindparam("k_version", type_=c.version.type))
+                .values({MAC_COLUMN: binds[MAC_COLUMN]}))
         self.read_version = compile_(
             sa.select(c.version if has_version else sa.null()).where(key)
         )
         self.delete = compile_(table.delete().where(key))
         # Values of a record write, in the order the store lists them; each
         # write statement takes its parameters from such a list.
-        self.source = ["id", "data", *fields]
+        self.source = ["id", "data", *seal, *fields]
         if has_version:
             self.source += ["updated_at", "k_version"]
         key_alias = {"k_id": "id"}

@@ -48,6 +48,7 @@ from .errors import (
 )
 from .identity import IdentityMap, stamped_version
 from .ids import IdFactory
+from .integrity import Record, Signer, checksum, make_signer, verify
 from .serialization import (
     VERSION_STAMP,
     allow_list,
@@ -328,7 +329,11 @@ class Store(ABC):
     :func:`~typedstore.allowlist.allowed_classes` makes, or a function
     ``(module, name) -> bool``; see docs/security.md), ``missing_classes``
     (``"error"``, or ``"placeholder"`` to load a record whose class is gone
-    as a :class:`MissingClass`).
+    as a :class:`MissingClass`), ``signing_keys`` (a list of secret keys:
+    the first signs every record written, any of them verifies every record
+    read, and records without a valid MAC are refused; ``None``: the keys in
+    ``$TYPEDSTORE_SIGNING_KEYS``, if any; ``[]``: no signing; see
+    docs/security.md).
 
     Attributes:
         url (StoreUrl | None): where the store lives.
@@ -374,11 +379,13 @@ class Store(ABC):
         protocol: int = DEFAULT_PROTOCOL,
         allowed_classes: Iterable[str | type] | AllowFn | None = None,
         missing_classes: str = "error",
+        signing_keys: Iterable[str | bytes] | None = None,
     ) -> None:
         if missing_classes not in ("error", "placeholder"):
             raise ValueError(f"missing_classes must be 'error' or 'placeholder', "
                              f"not {missing_classes!r}")
         self._placeholders = missing_classes == "placeholder"
+        self._signer: Signer | None = make_signer(signing_keys)
         self.url = parse_store_url(url) if url is not None else None
         self.idfactory = idfactory if idfactory is not None else self._default_idfactory()
         self.protocol = protocol
@@ -435,8 +442,25 @@ class Store(ABC):
         """Discard every write since ``_begin``."""
 
     @abstractmethod
-    def _read(self, id_: Any) -> tuple[bytes, int | None]:
-        """Return ``(payload, version)``. Raises NotFoundError if ``id_`` is not stored."""
+    def _read(self, id_: Any) -> Record:
+        """Return the stored record (payload, version, and the checksum and MAC stored
+        with it, ``None`` where there are none). Raises NotFoundError if ``id_`` is
+        not stored."""
+
+    def _seal(self, id_: Any, payload: bytes) -> tuple[int, str | None]:
+        """The checksum and (in a signed store) the MAC to store with ``payload``."""
+        signer = self._signer
+        return checksum(payload), (signer.sign(id_, payload) if signer is not None else None)
+
+    def _can_sign(self) -> bool:
+        """Whether records of this store have a place for their MAC."""
+        return True
+
+    def _store_mac(self, id_: Any, record: Record, mac: str) -> bool:
+        """Store ``mac`` as record ``id_``'s MAC if the record is still the one
+        read as ``record``; False if it changed meanwhile (see
+        :func:`typedstore.integrity.resign`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot re-sign records")
 
     @abstractmethod
     def _write(
@@ -722,9 +746,8 @@ class Store(ABC):
                 self._doom_own_txn()
                 raise
 
-    def _load_record(self, pid: Any, payload: bytes | None = None,
-                     version: int | None = None) -> Any:
-        """Load record ``pid`` (from ``payload`` at ``version`` if given) and the
+    def _load_record(self, pid: Any, record: Record | None = None) -> Any:
+        """Load record ``pid`` (from ``record`` if given: read by a query) and the
         records it references, and map them.
 
         References are loaded recursively up to :data:`LOAD_NESTING` levels; a
@@ -739,7 +762,7 @@ class Store(ABC):
         """
         nesting = _nesting
         if nesting.mapped is not None:  # inside a load: one level deeper
-            return self._load_one(pid, payload, version)
+            return self._load_one(pid, record)
         pending: list[Any] = [pid]
         seen: set[Any] = set()
         keep: list[Any] = []
@@ -748,8 +771,7 @@ class Store(ABC):
                 target = pending[-1]
                 nesting.mapped = []
                 try:
-                    obj = self._load_one(target, payload if target is pid else None,
-                                         version if target is pid else None)
+                    obj = self._load_one(target, record if target is pid else None)
                 except _Deeper as deeper:
                     for mapped in nesting.mapped:
                         self._identity.unload(mapped)
@@ -776,20 +798,30 @@ class Store(ABC):
             nesting.mapped = None
             nesting.depth = 0
 
-    def _load_one(self, pid: Any, payload: bytes | None = None,
-                  version: int | None = None) -> Any:
-        if payload is None:
-            payload, version = self._read(pid)
+    def _load_one(self, pid: Any, record: Record | None = None) -> Any:
+        if record is None:
+            record = self._read(pid)
+        version = record.version
         try:
-            obj = self._unpickle(pid, payload)
+            verify(self._describe(), pid, record.payload, record.checksum, record.mac,
+                   self._signer)
+            obj = self._unpickle(pid, record.payload)
         except UnsafeLoadError:
             raise
-        except LoadError:
+        except LoadError as failure:
             backup = self._read_backup(pid)
             if backup is None:
                 raise
-            log.warning("%s: record %s is unreadable; loading its backup", self._describe(), pid)
-            obj = self._unpickle(pid, backup)
+            log.warning("%s: record %s is unreadable (%s); loading its backup",
+                        self._describe(), pid, failure)
+            try:
+                verify(self._describe(), pid, backup.payload, backup.checksum, backup.mac,
+                       self._signer)
+            except LoadError as refused:
+                log.warning("%s: the backup of record %s is refused too: %s",
+                            self._describe(), pid, refused)
+                raise failure from None
+            obj = self._unpickle(pid, backup.payload)
         if getattr(obj, "persistent_id", None) is not pid:
             # Payloads hold plain str/int ids (GC3Pie-readable): give the
             # object its id as this store's Id/IntId.
@@ -811,8 +843,9 @@ class Store(ABC):
                                     placeholders=self._placeholders,
                                     aliased=self._gc3pie_payloads))
 
-    def _read_backup(self, id_: Any) -> bytes | None:
-        """An older copy of a record whose payload did not load (GC3Pie's ``.OLD``), if any."""
+    def _read_backup(self, id_: Any) -> Record | None:
+        """Another copy of a record whose payload did not load (GC3Pie's ``.OLD``), if
+        any; verified as the record was before it is unpickled."""
         return None
 
     def _resolve_reference(self, ref: Any) -> Any:

@@ -32,6 +32,7 @@ from sqlmodel import SQLModel
 from . import typemap
 from .defaults import ID_COUNTER_TABLE
 from .errors import SchemaError
+from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, MAC_LENGTH
 from .rows import BASE_COLUMNS, BOOKKEEPING_COLUMNS, DEFAULT_KEY, base_columns, lenient_column
 
 log = logging.getLogger(__name__)
@@ -291,11 +292,20 @@ def build_table(
         names.add(column.name)
     if not bookkeeping:
         columns = [c for c in columns if c.name not in BOOKKEEPING_COLUMNS]
+    else:
+        columns += integrity_columns()
     if only is not None:
         columns = [c for c in columns if c.name in only]
     table = sa.Table(name, metadata, *columns)
     _prefix_indexes(table)
     return table
+
+
+def integrity_columns() -> list[sa.Column[Any]]:
+    """``_checksum`` and ``_mac`` (:mod:`typedstore.integrity`), nullable: rows
+    written before revision ts0004, or by GC3Pie, have neither and load unchecked."""
+    return [sa.Column(CHECKSUM_COLUMN, sa.BigInteger, nullable=True),
+            sa.Column(MAC_COLUMN, sa.String(MAC_LENGTH), nullable=True)]
 
 
 def counter_table(metadata: sa.MetaData) -> sa.Table:

@@ -55,8 +55,9 @@ def test_upgrade_adopts_a_gc3pie_table(db: Db, table: str) -> None:
     else:
         run_alembic("-x", f"url={db.url}", "-x", f"table={table}", "upgrade", "head")
 
-    assert db.revisions(table) == ["ts0003"]
-    assert db.columns(table) == {"id", "data", "state", "extra", "version", "updated_at"}
+    assert db.revisions(table) == ["ts0004"]
+    assert db.columns(table) == {"id", "data", "state", "extra", "version", "updated_at",
+                                 "_checksum", "_mac"}
     assert db.column_type(table, "data") == PAYLOAD_TYPE[db.backend]
     assert f"ix_{table}_state" in db.indexes(table)
     rows = db.rows(f"SELECT id, state, extra, version, updated_at FROM {table} ORDER BY id")
@@ -104,7 +105,7 @@ def test_opening_with_create_adopts_the_table(db: Db, table: str) -> None:
         new = store.save({"after": "adoption"})
         assert int(new) == 43
 
-    assert db.revisions(table) == ["ts0003"]
+    assert db.revisions(table) == ["ts0004"]
     assert {"extra", "version", "updated_at"} <= db.columns(table)
     assert db.column_type(table, "data") == PAYLOAD_TYPE[db.backend]
 
@@ -132,7 +133,7 @@ def narrow_adopted_table(db: Db, table: str) -> None:
     typedstore.upgrade(db.url, table)
     db.execute(f"ALTER TABLE {table} MODIFY data BLOB NULL")
     assert db.column_type(table, "data") == "BLOB"
-    assert db.revisions(table) == ["ts0003"]
+    assert db.revisions(table) == ["ts0004"]
 
 
 def test_opening_with_create_widens_a_narrow_payload_column(mysql_db: Db, table: str) -> None:
@@ -158,7 +159,7 @@ def test_upgrading_widens_a_narrow_payload_column(mysql_db: Db, table: str, how:
     else:
         run_typedstore("upgrade", db.url, "--table", table)
     assert db.column_type(table, "data") == "LONGBLOB"
-    assert db.revisions(table) == ["ts0003"]
+    assert db.revisions(table) == ["ts0004"]
     assert db.payloads(table) == {id_: old_payload(id_) for id_, _, _ in OLD_ROWS}
 
 

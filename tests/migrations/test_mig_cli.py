@@ -15,7 +15,7 @@ def test_cli_upgrade_check_backfill(db: Db, table: str) -> None:
 
     result = run_typedstore("upgrade", url)
     assert "up to date; added: nothing" in result.stdout
-    assert db.revisions(table) == ["ts0003"]
+    assert db.revisions(table) == ["ts0004"]
 
     result = run_typedstore("check", url)
     assert "no differences" in result.stdout

@@ -79,4 +79,4 @@ def test_upgrade_from_code_refuses_a_not_null_column_without_default(
         typedstore.upgrade(url, row_model=MRequired)
     assert info.value.missing_columns == ("cores",)
     assert "cores" not in db.columns(table)
-    assert db.revisions(table) == ["ts0003"]
+    assert db.revisions(table) == ["ts0004"]

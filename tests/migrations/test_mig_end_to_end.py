@@ -65,7 +65,7 @@ def test_add_a_field_generate_migrate_backfill_query(
     assert spec is not None and spec.loader is not None
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)
-    assert migration.down_revision == "ts0003"
+    assert migration.down_revision == "ts0004"
     assert callable(migration.upgrade) and callable(migration.downgrade)
 
     run_alembic(*x, "upgrade", "heads", config=ini)
@@ -109,7 +109,7 @@ def test_upgrade_from_code_after_a_users_migration(sqlite_db: Db, table: str,
         "from alembic import op\n\n"
         "from typedstore.migrations import store_table\n\n"
         "revision = 'user0001'\n"
-        "down_revision = 'ts0003'\n"
+        "down_revision = 'ts0004'\n"
         "branch_labels = None\n"
         "depends_on = None\n\n\n"
         "def upgrade():\n"
@@ -143,7 +143,7 @@ from typedstore.migrations import store_table
 from tests.migrations.models import M2
 
 revision = "user0002"
-down_revision = "ts0003"
+down_revision = "ts0004"
 branch_labels = None
 depends_on = None
 
@@ -200,7 +200,7 @@ def test_failing_backfill_operation_rolls_the_migration_back(
     assert [id_ for id_, _ in info.value.failures] == [ids[9]]
 
     # Transactional DDL: the column and the revision are rolled back with the fill.
-    assert db.revisions(table) == ["ts0003"]
+    assert db.revisions(table) == ["ts0004"]
     assert "cores" not in db.columns(table)
     with make_store(url, row_model=M1, create=False) as store:
         assert len(store.list()) == 10

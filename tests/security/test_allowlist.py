@@ -9,6 +9,7 @@ and the marker file the command would create must stay absent.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 
 from typedstore import FilesystemStore, SqlStore, Store, UnsafeLoadError
 from typedstore.allowlist import SAFE_GLOBALS, AllowList, allowed_classes
+from typedstore.integrity import CHECKSUM_COLUMN
 
 from .planted import planted
 from .victim import Job
@@ -28,14 +30,19 @@ ALLOWED = [f"{VICTIM}.*"]
 
 def plant(store: Store, id_: Any, payload: bytes) -> None:
     """Overwrite record ``id_``'s payload with ``payload``, as a hostile
-    writer with access to the storage would."""
+    writer with access to the storage would: its checksum too (anyone can
+    compute a CRC-32), but not its MAC (that needs the signing key)."""
     if isinstance(store, FilesystemStore):
         Path(store.directory, str(id_)).write_bytes(payload)
+        with store.index.engine.begin() as conn:
+            conn.execute(sa.update(store.index.table)
+                         .where(store.index.table.c.id == str(id_))
+                         .values({CHECKSUM_COLUMN: zlib.crc32(payload)}))
     else:
         assert isinstance(store, SqlStore)
         with store.engine.begin() as conn:
             conn.execute(sa.update(store.table).where(store.table.c.id == int(id_))
-                         .values(data=payload))
+                         .values({"data": payload, CHECKSUM_COLUMN: zlib.crc32(payload)}))
 
 
 @pytest.mark.parametrize("name", sorted(planted("M")))
@@ -52,9 +59,8 @@ def test_planted_record_is_refused(name: str, open_store: Callable[..., Store],
         reader.load(bad)
     assert str(info.value.id) == str(bad) and f"record {bad}" in str(info.value)
     assert info.value.global_name and info.value.global_name in str(info.value)
-    if not isinstance(writer, FilesystemStore):  # the file store: see test_file_index
-        with pytest.raises(UnsafeLoadError):
-            list(open_store(allowed_classes=ALLOWED).query().objects())
+    with pytest.raises(UnsafeLoadError):
+        list(open_store(allowed_classes=ALLOWED).query().objects())
     assert not marker.exists(), f"{name}: the planted command ran"
     loaded = reader.load(good)  # the rest of the store is unharmed
     assert loaded.name == "good" and isinstance(loaded.state, Job.State)
