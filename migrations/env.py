@@ -1,4 +1,4 @@
-"""Alembic environment for this repository's alembic.ini: typedstore's own."""
+"""Alembic environment of typedstore store tables (the logic lives in typedstore.schema)."""
 
 from typedstore.schema import run_environment
 

@@ -7,17 +7,24 @@ Row models are named as ``package.module:Class``.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from . import demo as demo_module
+from .differences import differences
+from .differences import report as drift_report
 from .errors import StoreError
 from .evolution import backfill, rewrite_all
 from .integrity import resign
-from .schema import _import_object, downgrade, drift, upgrade
+from .scaffold import init
+from .schema import downgrade, import_row_model, upgrade
 from .store import make_store
+from .tables import store_table_name
+from .urls import parse_store_url
 
 app = typer.Typer(help="Manage typedstore stores.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -25,36 +32,82 @@ app = typer.Typer(help="Manage typedstore stores.", no_args_is_help=True,
 RowModelOption = Annotated[
     str | None, typer.Option("--row-model", help="row model as package.module:Class")]
 TableOption = Annotated[
-    str | None, typer.Option("--table", help="store table (default: URL's #table= or 'store')")]
+    str | None, typer.Option(
+        "--table", help="store table (default: the URL's #table=, else the row model's "
+                        "__tablename__, else 'store')")]
 
 
 def _model(spec: str | None) -> Any:
-    return _import_object(spec) if spec else None
+    return import_row_model(spec) if spec else None
+
+
+def _table(url: str, table: str | None, row_model: Any) -> str:
+    """The table a command acts on, by the one rule, and the URL shown (no password)."""
+    parsed = parse_store_url(url)
+    return f"table {store_table_name(table, parsed.table, row_model)!r} at {parsed.redacted}"
+
+
+@app.command("init")
+def init_cmd(
+    directory: Annotated[Path, typer.Argument(help="where to write them")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="overwrite files that differ")] = False,
+) -> None:
+    """Write alembic.ini and migrations/ (wired to typedstore's revisions) into DIRECTORY."""
+    written = init(directory, force=force)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    if not written:
+        typer.echo(f"{directory}: alembic.ini and migrations/ are there already")
+    typer.echo("next: alembic -x url=sqlite:///jobs.db -x table=jobs upgrade heads")
 
 
 @app.command("upgrade")
 def upgrade_cmd(url: str, table: TableOption = None, row_model: RowModelOption = None) -> None:
     """Create or upgrade a store table to the current schema (adds new row model columns)."""
-    added = upgrade(url, table, _model(row_model))
-    typer.echo(f"up to date; added: {', '.join(added) if added else 'nothing'}")
+    model = _model(row_model)
+    added = upgrade(url, table, model)
+    typer.echo(f"{_table(url, table, model)}: up to date; added: "
+               f"{', '.join(added) if added else 'nothing'}")
 
 
 @app.command("downgrade")
-def downgrade_cmd(url: str, revision: str, table: TableOption = None) -> None:
-    """Downgrade a store table to REVISION ('base' drops the table)."""
-    downgrade(url, revision, table)
-    typer.echo(f"downgraded to {revision}")
+def downgrade_cmd(url: str, revision: str, table: TableOption = None,
+                  row_model: RowModelOption = None) -> None:
+    """Downgrade a store table to REVISION ('base' removes the table and everything
+    typedstore made for it)."""
+    model = _model(row_model)
+    downgrade(url, revision, table, model)
+    typer.echo(f"{_table(url, table, model)}: downgraded to {revision}")
 
 
 @app.command("check")
-def check_cmd(url: str, table: TableOption = None, row_model: RowModelOption = None) -> None:
-    """List differences between the table and the row model; exit 1 if there are any."""
-    diffs = drift(url, table, _model(row_model))
-    for diff in diffs:
-        typer.echo(repr(diff))
-    if diffs:
+def check_cmd(
+    url: str, table: TableOption = None, row_model: RowModelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """Say what differs between the table and the row model, one line each.
+
+    Exit status: 0 when the table is in step (differences that need no action,
+    such as extra columns, are listed), 1 when action is needed, 2 on errors.
+    """
+    model = _model(row_model)
+    found = differences(url, table, model)
+    needed = any(d.action_needed for d in found)
+    if as_json:
+        typer.echo(json.dumps(drift_report(url, table, model, found), indent=2))
+    else:
+        where = _table(url, table, model)
+        for difference in found:
+            typer.echo(f"{'ACTION' if difference.action_needed else 'note  '} "
+                       f"{difference.message}")
+        if not found:
+            typer.echo(f"{where}: no differences (in step with the row model)")
+        elif not needed:
+            typer.echo(f"{where}: in step (nothing to do)")
+        else:
+            typer.echo(f"{where}: action needed")
+    if needed:
         raise typer.Exit(1)
-    typer.echo("no differences")
 
 
 @app.command("backfill")
@@ -62,12 +115,14 @@ def backfill_cmd(
     url: str,
     row_model: Annotated[str, typer.Option("--row-model", help="package.module:Class")],
     column: Annotated[list[str] | None, typer.Option("--column", help="column to fill")] = None,
+    table: TableOption = None,
     leave_null: bool = False,
     restart: bool = False,
     batch_size: int = 500,
 ) -> None:
     """Fill extracted columns of existing rows from their pickles (resumable)."""
-    with make_store(url, row_model=_model(row_model)) as store:
+    named = {"table_name": table} if table else {}
+    with make_store(url, row_model=_model(row_model), **named) as store:
         report = backfill(store, column or None, batch_size=batch_size,
                           leave_null=leave_null, restart=restart)
     typer.echo(f"{report.rows} rows filled; {len(report.left_null)} left NULL")

@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import importlib
 import logging
+import logging.config
 import os
 import re
 import shlex
+import sys
 import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -41,13 +44,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from alembic.operations.ops import MigrationScript
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionMap
 from alembic.util import CommandError
 from sqlalchemy.dialects import mysql
 from sqlmodel import SQLModel
 
 from . import typemap
-from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT, STATE_LENGTH
+from .defaults import ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT, STATE_LENGTH
 from .engine import create_store_engine
 from .errors import SchemaError
 from .integrity import INTEGRITY_COLUMNS
@@ -61,6 +66,7 @@ from .tables import (
     mysql_file_name_check,
     mysql_lock_name,
     new_metadata,
+    store_table_name,
 )
 from .tables import VERSION_TABLE_PREFIX as VERSION_TABLE_PREFIX
 from .tables import version_table as _version_table
@@ -115,11 +121,35 @@ def model_spec(row_model: RowModel) -> str | None:
 def upgrade_command(url: str, table: str, row_model: RowModel = None) -> str:
     """The shell command that upgrades ``table`` at ``url`` (password hidden), with
     ``-x row_model=...`` when the row model is importable (revisions that convert
-    its columns use it: ts0003)."""
+    its columns use it: ts0003). ``upgrade heads``: the table's own revisions
+    (``migrations/versions/<table>/``) may branch off an older typedstore head."""
     spec = model_spec(row_model)
     model = f"-x {shlex.quote('row_model=' + spec)} " if spec else ""
     return (f"alembic -x {shlex.quote('url=' + redact(url))} -x {shlex.quote('table=' + table)} "
-            f"{model}upgrade head")
+            f"{model}upgrade heads")
+
+
+def add_columns_command(url: str, table: str, row_model: RowModel) -> str | None:
+    """The ``typedstore upgrade`` command that adds the row model's new nullable or
+    defaulted columns to ``table`` (password hidden); ``None`` when the row model
+    is not importable by name (then only ``typedstore.upgrade(url, row_model=...)``
+    from the program can)."""
+    spec = model_spec(row_model)
+    if spec is None:
+        return None
+    return (f"typedstore upgrade {shlex.quote(redact(url))} --table {shlex.quote(table)} "
+            f"--row-model {shlex.quote(spec)}")
+
+
+def revision_command(url: str, table: str, row_model: RowModel, message: str) -> str | None:
+    """The ``alembic revision --autogenerate`` command that writes the migration of
+    ``table`` to ``row_model`` (``None`` when the row model is not importable)."""
+    spec = model_spec(row_model)
+    if spec is None:
+        return None
+    return (f"alembic -x {shlex.quote('url=' + redact(url))} -x {shlex.quote('table=' + table)} "
+            f"-x {shlex.quote('row_model=' + spec)} revision --autogenerate "
+            f"-m {shlex.quote(message)}")
 
 
 def typedstore_upgrade_command(url: str, table: str) -> str:
@@ -487,19 +517,25 @@ def check_store(state: TableState, wanted: sa.Table, url: str,
     if missing:
         required = [c.name for c in wanted.columns if c.name in missing and not c.nullable
                     and c.server_default is None and DEFAULT_KEY not in c.info]
-        how = ("add them with typedstore.upgrade(url, row_model=...) (new nullable or "
-               "defaulted columns) or a reviewed migration (docs/schema-evolution.md)")
+        remedy: str | None = add_columns_command(url, table, row_model)
+        how = (f"add them with: {remedy}" if remedy else
+               f"add them with typedstore.upgrade({redact(url)!r}, table={table!r}, "
+               "row_model=...)")
+        how += " (new nullable or defaulted columns), or a reviewed migration " \
+               "(docs/schema-evolution.md)"
         if required:
+            remedy = revision_command(url, table, row_model, f"add {', '.join(required)}")
             how = (f"{', '.join(required)} {'is' if len(required) == 1 else 'are'} required "
                    "(no default, not optional): the stored rows need a value, so add "
                    f"{'it' if len(required) == 1 else 'them'} with a migration that "
                    "back-fills the rows (docs/schema-evolution.md)"
-                   + ("; the others with typedstore.upgrade(url, row_model=...)"
+                   + (f": {remedy}, then alembic ... upgrade heads" if remedy else "")
+                   + ("; the others come with that migration too"
                       if len(required) < len(missing) else ""))
         raise SchemaError(
             f"{redact(url)}: table {table!r} lacks the column(s) {', '.join(missing)} of the "
             f"row model; {how}",
-            table=table, missing_columns=missing,
+            table=table, missing_columns=missing, command=remedy,
         )
     if state.dialect is not None:
         refuse_type_changes(state, wanted, state.dialect, url)
@@ -513,6 +549,21 @@ def _config(url: str | None = None, table: str | None = None, **attributes: Any)
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.attributes.update(typedstore_url=url, typedstore_table=table, **attributes)
     return config
+
+
+def import_row_model(spec: str) -> Any:
+    """The object ``package.module:Class`` names (also ``package.module.Class``),
+    importable from the working directory as ``alembic`` (``prepend_sys_path =
+    .``) imports it; an error is a :class:`SchemaError` naming ``spec`` and why."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return _import_object(spec)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SchemaError(
+            f"row model {spec!r} cannot be imported ({type(exc).__name__}: {exc}); name it "
+            "as package.module:Class, importable from the current directory or "
+            "$PYTHONPATH") from exc
 
 
 def _import_object(spec: str) -> Any:
@@ -563,26 +614,39 @@ def run_environment() -> None:
     """Body of the Alembic ``env.py`` (both the package's and the repository's).
 
     The URL comes from code (``Config.attributes``), ``-x url=``,
-    ``$TYPEDSTORE_URL`` or ``sqlalchemy.url``; the table from code, ``-x
-    table=``, the URL's ``#table=``, else ``store``; a row model from code or
-    ``-x row_model=package.module:Class`` (used by ``--autogenerate``).
+    ``$TYPEDSTORE_URL`` or ``sqlalchemy.url``; a row model from code or ``-x
+    row_model=package.module:Class`` (used by ``--autogenerate``); the table
+    from code, ``-x table=``, the URL's ``#table=``, the row model's
+    ``__tablename__``, else ``store`` (:func:`typedstore.tables.store_table_name`).
+
+    Run by the ``alembic`` command (an ``alembic.ini`` from ``typedstore init``):
+    the ini's logging is set up, only the revisions of this table's folder
+    (``migrations/versions/<table>/``) and typedstore's are visible
+    (:func:`_narrow_to_table`), and a new revision is filed in that folder on top
+    of the table's own newest revision (or typedstore's head). After a downgrade
+    that removed the table, its empty version table and back-fill checkpoints
+    go too (:func:`remove_leftovers`).
     """
     from alembic import context
 
     config = context.config
+    if config.cmd_opts is not None and config.config_file_name and \
+            config.file_config.has_section("loggers"):
+        logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
     x = context.get_x_argument(as_dictionary=True)
     url = (config.attributes.get("typedstore_url") or x.get("url")
            or os.environ.get("TYPEDSTORE_URL") or config.get_main_option("sqlalchemy.url"))
     if not url:
         raise SchemaError("no database URL: pass -x url=... or set TYPEDSTORE_URL")
     parsed = parse_store_url(url)
-    table = (config.attributes.get("typedstore_table") or x.get("table") or parsed.table
-             or DEFAULT_TABLE)
-    config.attributes["typedstore_table"] = table
     row_model = config.attributes.get("typedstore_row_model")
     if row_model is None and x.get("row_model"):
-        row_model = _import_object(x["row_model"])
+        row_model = import_row_model(x["row_model"])
     config.attributes["typedstore_row_model"] = row_model  # for ts0003
+    table = store_table_name(config.attributes.get("typedstore_table") or x.get("table"),
+                             parsed.table, row_model)
+    config.attributes["typedstore_table"] = table
+    folder = _narrow_to_table(context.script, table)
     options: dict[str, Any] = {
         "target_metadata": target_metadata(
             table, row_model, config.attributes.get("typedstore_extra_fields")),
@@ -592,6 +656,8 @@ def run_environment() -> None:
         "compare_type": True,
         "on_version_apply": _widen_after_adoption(table),
         "render_item": render_item,
+        "template_args": {"typedstore_table": table},
+        "process_revision_directives": _file_in_folder(context.script, table, folder),
     }
     if context.is_offline_mode():
         context.configure(url=parsed.target, literal_binds=True, **options)
@@ -605,6 +671,7 @@ def run_environment() -> None:
         context.configure(connection=connection, **options)
         with context.begin_transaction():
             context.run_migrations()
+            remove_leftovers(connection, table)
         return
     engine = create_store_engine(parsed.target, poolclass=sa.pool.NullPool)
     try:
@@ -613,9 +680,104 @@ def run_environment() -> None:
             context.configure(connection=conn, **options)
             with context.begin_transaction():
                 context.run_migrations()
+                remove_leftovers(conn, table)
             conn.commit()
     finally:
         engine.dispose()
+
+
+def _package_versions() -> Path:
+    return Path(__file__).resolve().parent / "migrations" / "versions"
+
+
+def _narrow_to_table(script: ScriptDirectory, table: str) -> Path | None:
+    """Let Alembic see only typedstore's revisions and those of ``table``: each
+    configured version location other than typedstore's is read flat (its own
+    files: revisions for every table) plus its subfolder for ``table``
+    (:func:`typedstore.scaffold.table_directory`), never the other tables'
+    subfolders. Returns the table's folder in the first such location (where
+    new revisions of the table go); ``None`` when the configuration names no
+    location of its own (typedstore's environment run from code)."""
+    from .scaffold import table_directory
+
+    if not script.version_locations:
+        return None
+    package = _package_versions()
+    locations: list[str] = []
+    folder = None
+    for location, path in zip(script.version_locations, script._version_locations,
+                              strict=False):
+        locations.append(location)
+        if path.resolve() == package:
+            continue
+        own = path / table_directory(table)
+        locations.append(str(own))
+        folder = folder or own
+    script.version_locations = locations
+    script.recursive_version_locations = False
+    # Alembic reads the resolved locations and the map of revisions lazily, once:
+    # forget what it read, so that both come from these locations.
+    for memo in ("_version_locations", "_singular_version_location"):
+        script.__dict__.pop(memo, None)
+    script.revision_map = RevisionMap(script._load_revisions)
+    return folder
+
+
+def _file_in_folder(script: ScriptDirectory, table: str, folder: Path | None
+                    ) -> Callable[..., None]:
+    """Alembic ``process_revision_directives`` hook: a new revision (no
+    ``--version-path`` given) goes to ``table``'s folder, and (no ``--head``
+    given, several heads) on top of the table's own newest revision, else on
+    top of typedstore's head."""
+
+    def process(context: Any, revision: Any, directives: list[Any]) -> None:
+        for directive in directives:
+            if not isinstance(directive, MigrationScript):
+                continue
+            if directive.version_path is None and folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                directive.version_path = str(folder)
+            heads = script.get_revisions("heads")
+            if directive.head in (None, "head") and len(heads) > 1:
+                own = [h.revision for h in heads if folder is not None
+                       and Path(h.path).resolve().parent == folder.resolve()]
+                if len(own) == 1:
+                    directive.head = own[0]
+                elif not own:
+                    directive.head = "typedstore@head"
+            log.info("table %s: new revision in %s on top of %s", table,
+                     directive.version_path or "the default folder",
+                     directive.head or "the newest revision")
+
+    return process
+
+
+def remove_leftovers(connection: sa.Connection, table: str) -> list[str]:
+    """After a downgrade that removed store table ``table`` (``downgrade base``):
+    drop its version table when empty, and its back-fill checkpoints (with the
+    checkpoint table, when no other table has any). Returns what it removed.
+    The id counter row goes with revision ts0002's downgrade."""
+    inspector = sa.inspect(connection)
+    if inspector.has_table(table):
+        return []
+    removed = []
+    name = version_table(table, connection.dialect)
+    if inspector.has_table(name):
+        versions = sa.table(name, sa.column("version_num"))
+        if not connection.execute(sa.select(sa.func.count()).select_from(versions)).scalar():
+            sa.Table(name, sa.MetaData()).drop(connection)
+            removed.append(name)
+    if inspector.has_table(CHECKPOINT_TABLE):
+        checkpoints = sa.table(CHECKPOINT_TABLE, sa.column("table_name"))
+        if connection.execute(checkpoints.delete().where(
+                checkpoints.c.table_name == table)).rowcount:
+            removed.append(f"{CHECKPOINT_TABLE} rows of {table}")
+        if not connection.execute(sa.select(sa.func.count()).select_from(checkpoints)).scalar():
+            sa.Table(CHECKPOINT_TABLE, sa.MetaData()).drop(connection)
+            removed.append(CHECKPOINT_TABLE)
+    if removed:
+        log.info("table %s is gone: removed %s", table, ", ".join(removed))
+    return removed
 
 
 #: The revision that creates the store table or adopts GC3Pie's.
@@ -844,9 +1006,9 @@ def reset_stale_version_table(connection: sa.Connection, table: str) -> tuple[st
 # ---------------------------------------------------------------- upgrading from code
 
 
-def _target(url: str, table: str | None) -> tuple[str, str]:
+def _target(url: str, table: str | None, row_model: RowModel = None) -> tuple[str, str]:
     parsed = parse_store_url(url)
-    return parsed.target, table or parsed.table or DEFAULT_TABLE
+    return parsed.target, store_table_name(table, parsed.table, row_model)
 
 
 def _file_store(url: str, what: str) -> bool:
@@ -1181,7 +1343,7 @@ def upgrade(url: str, table: str | None = None, row_model: RowModel = None,
     """
     if _file_store(url, "upgrade"):
         return _upgrade_file_store(url, row_model, extra_fields)
-    target, table = _target(url, table)
+    target, table = _target(url, table, row_model)
     engine = create_store_engine(target, poolclass=sa.pool.NullPool)
     try:
         with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin(), \
@@ -1199,11 +1361,15 @@ def upgrade(url: str, table: str | None = None, row_model: RowModel = None,
         engine.dispose()
 
 
-def downgrade(url: str, revision: str, table: str | None = None) -> None:
-    """Downgrade a store table to ``revision`` (``"base"`` drops it); a file store's
-    URL is a :class:`SchemaError` saying what to do instead."""
+def downgrade(url: str, revision: str, table: str | None = None,
+              row_model: RowModel = None) -> None:
+    """Downgrade a store table to ``revision``: ``"base"`` removes everything
+    typedstore made for it (the table, its id counter row, its version table,
+    its back-fill checkpoints). The table follows the one rule
+    (:func:`typedstore.tables.store_table_name`; ``row_model`` only names it). A
+    file store's URL is a :class:`SchemaError` saying what to do instead."""
     _file_store(url, "downgrade")
-    target, table = _target(url, table)
+    target, table = _target(url, table, row_model)
     engine = create_store_engine(target, poolclass=sa.pool.NullPool)
     try:
         with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
@@ -1239,7 +1405,7 @@ def drift(url: str, table: str | None = None, row_model: RowModel = None,
     work on the backend is a :class:`SchemaError` too (:func:`check_name`).
     """
     _file_store(url, "compare with a row model")
-    target, table = _target(url, table)
+    target, table = _target(url, table, row_model)
     engine = create_store_engine(target, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 from . import typemap
-from .defaults import ID_COUNTER_TABLE
+from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE
 from .errors import SchemaError
 from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, MAC_LENGTH
 from .rows import BASE_COLUMNS, BOOKKEEPING_COLUMNS, DEFAULT_KEY, base_columns, lenient_column
@@ -125,6 +125,16 @@ def version_table(table: str, dialect: str | None = None) -> str:
     ``typedstore_version_<table>`` when that (and Alembic's ``_pkc`` key name)
     fits, else a hashed name (:func:`fitted`). ``None``: the plain name."""
     return fitted(VERSION_TABLE_PREFIX, table, dialect, reserve=len(_PKC_SUFFIX))
+
+
+def store_table_name(explicit: str | None, url_table: str | None, row_model: Any) -> str:
+    """The store table, by the one rule every entry point follows (``make_store``,
+    ``SqlStore``, :func:`typedstore.upgrade`, ``typedstore check``, the Alembic
+    environment): the table given explicitly (``table_name=``, ``table=``,
+    ``--table``, ``-x table=``), else the URL's ``#table=``, else the row model's
+    ``__tablename__``, else ``store``."""
+    return (explicit or url_table or getattr(row_model, "__tablename__", None)
+            or DEFAULT_TABLE)
 
 
 def state_index_name(table: str) -> str:

@@ -56,7 +56,7 @@ def test_tables_in_one_database_are_versioned_independently(db: Db) -> None:
 
     run_alembic("-x", f"url={db.url}", "-x", f"table={b}", "downgrade", "base")
     assert not db.has_table(b)
-    assert db.revisions(b) == []
+    assert not db.has_table(version_table(b, db.backend))  # base leaves nothing of b
     # Table a is untouched by b's migrations.
     assert db.revisions(a) == ["ts0004"]
     with make_store(db.at(a), create=False) as store:

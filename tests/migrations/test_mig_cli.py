@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import typedstore
 from tests.migrations.models import M1, M2, cores_of, index_of, make_jobs
 from tests.migrations.support import Db, run_typedstore
@@ -26,8 +28,11 @@ def test_cli_upgrade_check_backfill(db: Db, table: str) -> None:
 
     result = run_typedstore("check", url, "--row-model", M2_SPEC, expect=1)
     lines = result.stdout.splitlines()
-    assert len(lines) == 1
-    assert "add_column" in lines[0] and "'cores'" in lines[0] and table in lines[0]
+    assert len(lines) == 2
+    assert lines[0].startswith("ACTION column `cores` (") and table in lines[0]
+    assert (f"typedstore upgrade {shlex.quote(url)} --table {table} --row-model {M2_SPEC}"
+            in lines[0])
+    assert lines[1].endswith(": action needed") and table in lines[1]
     assert "cores" not in db.columns(table)  # check changes nothing
 
     result = run_typedstore("upgrade", url, "--row-model", M2_SPEC)

@@ -1,5 +1,6 @@
 """${message}
 
+Store table: ${context.get('typedstore_table', 'every table')}
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
