@@ -88,7 +88,12 @@ def describe(diffs: list[Any], url: str, table: str, row_model: RowModel,
                else "write a reviewed migration (alembic revision --autogenerate -x "
                     "row_model=module:Class)")
     out: list[Difference] = []
-    for diff in _flatten(diffs):
+    flat = _flatten(diffs)
+    # A missing table brings its indexes with it: one line for the table.
+    missing = {d[1].name for d in flat if d[0] == "add_table"}
+    flat = [d for d in flat
+            if not (d[0] == "add_index" and getattr(d[1].table, "name", None) in missing)]
+    for diff in flat:
         kind = diff[0]
         if kind == "add_table":
             name = diff[1].name
