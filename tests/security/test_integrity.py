@@ -244,3 +244,19 @@ def test_keys_are_checked() -> None:
     with pytest.raises(TypeError):
         make_signer(KEY1)  # type: ignore[arg-type]
     assert make_signer([]) is None
+
+
+def test_a_store_shared_with_gc3pie_keeps_no_checksum_gc3pie_would_leave_stale(
+        open_store: OpenStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GC3Pie rewrites a record (a row's data, a file) without knowing its checksum:
+    in a store shared with it, the rewrite loads, never as damaged."""
+    monkeypatch.setenv("GC3PIE_ID_FILE", str(tmp_path / "gc3pie-next-id.txt"))
+    store = open_store(gc3pie_compatible=True)
+    target = store.save(Sample("typedstore's", 1.0, []))
+    store.close()
+    probe = open_store(gc3pie_compatible=True)
+    if not isinstance(probe, FilesystemStore):
+        assert read_raw(probe, target)[1] is None
+    rewritten = pickle.dumps(Sample("gc3pie's", 2.0, []), protocol=2)
+    write_raw(probe, target, data=rewritten)  # checksum and MAC columns untouched
+    assert open_store(gc3pie_compatible=True).load(target).name == "gc3pie's"
