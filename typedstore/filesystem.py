@@ -198,6 +198,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                                         url.redacted, "commit lock")
         self._tmp_counter = itertools.count()
         self._pending: dict[Any, tuple[bytes, dict[str, Any]] | None] = {}
+        #: Index rows a query read, by id: ``_sealed`` uses one (instead of a
+        #: lookup) when it describes the file read.
+        self._seal_hints: dict[str, tuple[Any, ...]] = {}
         super().__init__(url, idfactory, protocol, allowed_classes, missing_classes,
                          signing_keys)
         self._identity.stamp = os.path.realpath(self.directory)
@@ -321,7 +324,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         is then loaded unchecked (and refused in a signed store, after one more
         look a moment later, once a commit in progress is through).
         """
-        row = self.index.seal(str(id_))
+        hint = self._seal_hints.pop(str(id_), None)
+        # A query's row describing this very file saves the lookup.
+        row = hint if hint is not None and hint[2] == stamp else self.index.seal(str(id_))
         if row is None:
             return Record(payload, None, stamp=stamp)
         stored_checksum, mac, row_stamp, pending = row
@@ -558,16 +563,23 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         return [self.table.c._seqno, self.table.c.id]
 
     def _object_columns(self) -> list[Any]:
-        return [self.table.c.id]
+        c = self.table.c
+        return [c.id, c[CHECKSUM_COLUMN], c[MAC_COLUMN], c._stamp, c._pending]
 
     def _load_rows(self, batches: Any) -> Any:
+        hints = self._seal_hints
+        hints.clear()
         with contextlib.closing(iter(batches)) as stream:  # the index cursor, even after an error
             for batch in stream:
-                for (id_,) in batch:
+                for id_, *seal in batch:
+                    hints[id_] = tuple(seal)
                     try:
-                        yield self.load(id_)
+                        obj = self.load(id_)
                     except NotFoundError:
                         continue  # removed since the query ran
+                    finally:
+                        hints.pop(id_, None)
+                    yield obj
 
     def close(self) -> None:
         with self._lock, self._commit_lock:

@@ -24,7 +24,7 @@ import hmac
 import logging
 import os
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -138,26 +138,27 @@ def make_signer(signing_keys: Iterable[str | bytes] | None) -> Signer | None:
     return Signer(keys) if keys else None
 
 
-def verify(describe: str, id_: Any, payload: bytes, stored_checksum: int | None,
-           mac: str | None, signer: Signer | None) -> None:
+def verify(describe: Callable[[], str], id_: Any, payload: bytes,
+           stored_checksum: int | None, mac: str | None, signer: Signer | None) -> None:
     """Raise :class:`DamagedRecordError` if ``payload`` does not match its stored
     checksum, :class:`SignatureError` if a ``signer`` is given and ``mac`` is
-    missing or made by none of its keys. ``describe`` names the store."""
+    missing or made by none of its keys. ``describe()`` names the store (called
+    only for an error: it costs more than the check)."""
     if stored_checksum is not None and checksum(payload) != stored_checksum:
         raise DamagedRecordError(
-            f"{describe}: record {id_} is damaged: its {len(payload)} bytes do not match the "
+            f"{describe()}: record {id_} is damaged: its {len(payload)} bytes do not match the "
             "checksum stored with it (changed after it was written: bad storage, a "
             "truncated copy?); nothing of it was loaded", id_)
     if signer is None:
         return
     if mac is None:
         raise SignatureError(
-            f"{describe}: record {id_} is not signed, and this store accepts signed "
+            f"{describe()}: record {id_} is not signed, and this store accepts signed "
             "records only (written without the signing key: planted, or written "
             "before signing was turned on; see typedstore.integrity.resign)", id_, "missing")
     if signer.key_of(id_, payload, mac) is None:
         raise SignatureError(
-            f"{describe}: record {id_} has a MAC that none of the store's {signer.count} "
+            f"{describe()}: record {id_} has a MAC that none of the store's {signer.count} "
             "signing key(s) made for this id and payload (modified or planted without the "
             "key, copied from another id, or damaged); refused before unpickling",
             id_, "wrong")

@@ -803,7 +803,7 @@ class Store(ABC):
             record = self._read(pid)
         version = record.version
         try:
-            verify(self._describe(), pid, record.payload, record.checksum, record.mac,
+            verify(self._describe, pid, record.payload, record.checksum, record.mac,
                    self._signer)
             obj = self._unpickle(pid, record.payload)
         except UnsafeLoadError:
@@ -815,7 +815,7 @@ class Store(ABC):
             log.warning("%s: record %s is unreadable (%s); loading its backup",
                         self._describe(), pid, failure)
             try:
-                verify(self._describe(), pid, backup.payload, backup.checksum, backup.mac,
+                verify(self._describe, pid, backup.payload, backup.checksum, backup.mac,
                        self._signer)
             except LoadError as refused:
                 log.warning("%s: the backup of record %s is refused too: %s",
