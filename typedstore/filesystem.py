@@ -191,7 +191,6 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         # the directory itself, dot-named, for the older in-directory layout).
         self._tmpdir = self._dir if inside else os.path.join(self._meta, "tmp")
         os.makedirs(self._tmpdir, exist_ok=True)
-        tempfiles.sweep(self._tmpdir)  # dead writers' leftovers (a full disk's, too)
         self._durable = durable
         self._lock_timeout = timeouts.lock
         self._commit_lock = ProcessLock(self._meta / "commit.lock", self._lock_timeout,
@@ -219,7 +218,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._sequence = BlockSequence(self._counter, FILE_ID_BLOCK_SIZE)
         self.idfactory = self.idfactory.with_sequence(self._sequence)
         self._ignore_options(extra)
-        self._recover_journal()
+        self._sweep_temps()  # finishes an interrupted commit, then drops leftovers
 
     # ------------------------------------------------------------ ids and paths
 
@@ -428,7 +427,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             # A full disk, a file-size or quota limit: the partial file goes, so
             # it keeps no space; so do dead writers' leftovers, for the next save.
             _unlink(path)
-            tempfiles.sweep(self._tmpdir)
+            self._sweep_temps()
             raise SaveError(
                 f"{self._describe()}: record {id_} ({len(payload)} bytes pickled) could "
                 f"not be written: {exc.strerror or exc}; nothing of the commit was "
@@ -595,6 +594,14 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._counter.reset_locks()
         self._sequence.reset()
         self._pending = {}
+
+    def _sweep_temps(self) -> None:
+        """Remove the temporary files of writers that are gone (a full disk's
+        leftovers too): under the commit lock, after finishing a transaction a
+        crash interrupted, whose journal names temporaries it still needs."""
+        with self._commit_lock:
+            self._recover_journal()
+            tempfiles.sweep(self._tmpdir)
 
     def _recover_journal(self) -> None:
         if not os.path.exists(self._journal):
