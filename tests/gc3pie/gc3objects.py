@@ -181,8 +181,10 @@ EXTRA_COLUMNS = ["jobname", "cores", "returncode", "param_a", "app_cores", "cont
 
 
 #: Attributes describe() leaves out: the store's bookkeeping, which differs by
-#: design (GC3Pie pickles ``changed=True`` and clears it in memory afterwards).
-BOOKKEEPING = frozenset({"changed", "persistent_id"})
+#: design (GC3Pie pickles ``changed=True`` and clears it in memory afterwards;
+#: typedstore stamps the version it read on the object in memory, never in
+#: the record: typedstore.serialization.VERSION_STAMP).
+BOOKKEEPING = frozenset({"changed", "persistent_id", "_typedstore_version"})
 #: Longer byte strings are described by length and digest.
 SHORT_BYTES = 64
 
