@@ -840,7 +840,9 @@ class StoreConnection:
             else 4 * len(v) + 2 if isinstance(v, str) else 32
             for v in (params.values() if isinstance(params, Mapping) else params or ()))
         if bound <= 1 << 20 or (self.server_packet and bound <= self.server_packet):
-            return  # below 1 MiB, every server's max_allowed_packet allows it
+            # Below 1 MiB (MySQL 5.5's default, the smallest any release had)
+            # the limit is not asked for until the server gave it once.
+            return
         if not self.server_packet:
             cursor.execute("SELECT @@max_allowed_packet")
             self.server_packet = int(cursor.fetchone()[0])
