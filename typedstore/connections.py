@@ -839,9 +839,10 @@ class StoreConnection:
             2 * len(v) + 12 if isinstance(v, (bytes, bytearray, memoryview))
             else 4 * len(v) + 2 if isinstance(v, str) else 32
             for v in (params.values() if isinstance(params, Mapping) else params or ()))
-        if bound <= 1 << 20 or (self.server_packet and bound <= self.server_packet):
-            # Below 1 MiB (MySQL 5.5's default, the smallest any release had)
-            # the limit is not asked for until the server gave it once.
+        if bound <= (self.server_packet or 1 << 20):
+            # Within the server's limit (read when the store's connection
+            # opened); before that, below 1 MiB (MySQL 5.5's default, the
+            # smallest any release had) the limit is not asked for.
             return
         if not self.server_packet:
             cursor.execute("SELECT @@max_allowed_packet")
