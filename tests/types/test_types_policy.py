@@ -186,7 +186,7 @@ def test_opening_an_existing_table_without_a_required_field_says_how(open_all: O
             make_store(url, row_model=RequiredRow)
         message = str(info.value)
         assert "jobname, cores, when are required" in message, name
-        assert "back-fills" in message and "the others with typedstore.upgrade" in message
+        assert "back-fills" in message and "the others come with that migration too" in message
 
 
 # ---------------------------------------------------------------- failed creations
