@@ -51,23 +51,6 @@ class _RetiredEntry(_WeakEntry):
     pid: Any
 
 
-class _StrongRetired:
-    """A retired object that cannot be weakly referenced: held strongly (its
-    ``id()`` must not be reused while its version is remembered) until it is
-    mapped again or the store is closed."""
-
-    __slots__ = ("key", "obj", "pid", "version")
-    key: Any
-    pid: Any
-    version: int | None
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __call__(self) -> Any:
-        return self.obj
-
-
 class _StrongEntry:
     """The entry of an object that cannot be weakly referenced: held strongly."""
 
@@ -80,6 +63,15 @@ class _StrongEntry:
 
     def __call__(self) -> Any:
         return self.obj
+
+
+class _StrongRetired(_StrongEntry):
+    """A retired object that cannot be weakly referenced: held strongly (its
+    ``id()`` must not be reused while its version is remembered) until it is
+    mapped again or the store is closed."""
+
+    __slots__ = ("pid",)
+    pid: Any
 
 
 def _forgetter(entries: dict[Any, Any]) -> Callable[[_WeakEntry], None]:

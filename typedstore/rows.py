@@ -213,12 +213,7 @@ def _validation(field: FieldInfo, mapped: FieldType) -> tuple[TypeAdapter[Any], 
     return TypeAdapter(annotated), mapped.exact
 
 
-def _short(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # an int of thousands of digits, a broken __repr__
-        return f"a {type(value).__name__}"
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+_short = typemap._short  # one way to show a refused value in messages
 
 
 def _reason(exc: ValidationError, value: Any) -> str:
