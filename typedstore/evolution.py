@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +28,8 @@ from alembic.operations import MigrateOperation, Operations
 from .defaults import STREAM_BATCH_SIZE
 from .errors import SchemaError, StoreError
 from .ids import IntId
-from .integrity import Record
-from .serialization import MissingClass
+from .integrity import INTEGRITY_COLUMNS, Record, make_signer, verify
+from .serialization import MissingClass, make_allow
 from .store import Store
 from .typemap import mysql_table_options
 
@@ -256,19 +256,32 @@ class BackfillOp(MigrateOperation):
     (atomic: an interruption rolls it back, and the migration runs again from
     the start), batch by batch in constant memory. For a resumable back-fill
     of a big table, run :func:`backfill` after the migration instead.
+
+    Records are read as a store reads them: a payload that does not match
+    its checksum, or (with signing keys: ``signing_keys=`` or
+    ``$TYPEDSTORE_SIGNING_KEYS``) whose MAC is missing or wrong, is never
+    unpickled; ``allowed_classes=`` applies the store's allow-list. Such a
+    row stops the migration with :class:`BackfillError` (or stays NULL with
+    ``leave_null=True``).
     """
 
     def __init__(self, columns: Sequence[str], row_model: Any, batch_size: int = STREAM_BATCH_SIZE,
-                 leave_null: bool = False) -> None:
+                 leave_null: bool = False, allowed_classes: Any = None,
+                 signing_keys: Iterable[str | bytes] | None = None) -> None:
         self.columns = list(columns)
         self.row_model = row_model
         self.batch_size = batch_size
         self.leave_null = leave_null
+        self.allow = make_allow(allowed_classes)
+        self.signer = make_signer(signing_keys)
 
     @classmethod
     def backfill_column(cls, operations: Operations, columns: Sequence[str], row_model: Any,
-                        batch_size: int = STREAM_BATCH_SIZE, leave_null: bool = False) -> Any:
-        return operations.invoke(cls(columns, row_model, batch_size, leave_null))
+                        batch_size: int = STREAM_BATCH_SIZE, leave_null: bool = False,
+                        allowed_classes: Any = None,
+                        signing_keys: Iterable[str | bytes] | None = None) -> Any:
+        return operations.invoke(cls(columns, row_model, batch_size, leave_null,
+                                     allowed_classes, signing_keys))
 
 
 @Operations.implementation_for(BackfillOp)
@@ -287,20 +300,31 @@ def _run_backfill_op(operations: Operations, operation: BackfillOp) -> None:
     if missing:
         raise SchemaError(f"table {name!r}: no extracted column(s) {sorted(missing)}", table=name)
     cache: dict[Any, Any] = {}
+    # The integrity columns as the table has them (none before revision ts0004).
+    present = {column["name"] for column in sa.inspect(connection).get_columns(name)}
+    sealed = [table.c[c] if c in present else sa.null() for c in INTEGRITY_COLUMNS]
+
+    def describe() -> str:
+        return f"table {name!r}"
+
+    def unpickle(key: int, row: Sequence[Any]) -> Any:
+        data = bytes(row[1])
+        verify(describe, key, data, row[2], row[3], operation.signer)
+        return loads(data, resolve, record_id=key, allow=operation.allow, owner=cache)
+
+    def resolve(ref: Any) -> Any:
+        key = int(ref)
+        if key not in cache:
+            row = connection.execute(sa.select(table.c.id, table.c.data, *sealed)
+                                     .where(table.c.id == key)).first()
+            if row is None:
+                raise StoreError(f"{describe()}: a record references {key}, which is not "
+                                 "stored")
+            cache[key] = unpickle(key, row)
+        return cache[key]
 
     def load(id_: Any, row: Sequence[Any]) -> Any:
-        data = bytes(row[1])
-
-        def resolve(ref: Any) -> Any:
-            key = int(ref)
-            if key not in cache:
-                row = connection.execute(sa.select(table.c.data).where(table.c.id == key)).first()
-                if row is None:
-                    raise StoreError(f"record {id_} references {key}, which is not stored")
-                cache[key] = loads(bytes(row[0]), resolve, record_id=key, owner=cache)
-            return cache[key]
-
-        obj = loads(data, resolve, record_id=id_, owner=cache)
+        obj = unpickle(int(id_), row)
         cache[int(id_)] = obj
         return obj
 
@@ -309,7 +333,7 @@ def _run_backfill_op(operations: Operations, operation: BackfillOp) -> None:
     cursor = 0
     while True:
         batch = connection.execute(
-            sa.select(table.c.id, table.c.data).where(table.c.id > cursor)
+            sa.select(table.c.id, table.c.data, *sealed).where(table.c.id > cursor)
             .order_by(table.c.id).limit(operation.batch_size)).all()
         if not batch:
             break

@@ -340,6 +340,27 @@ def allow_list(names: Iterable[str | type]) -> AllowList:
     return allow
 
 
+def make_allow(allowed_classes: Iterable[str | type] | AllowFn | None) -> AllowFn | None:
+    """The allow function of a store's ``allowed_classes`` argument: ``None``
+    (no allow-list), a function taking ``(module, name)``, an
+    :class:`~typedstore.allowlist.AllowList` (copied, with the class aliases'
+    targets added) or a list of classes and names (:func:`allow_list`).
+
+    Raises TypeError for one string (a list of names is meant).
+    """
+    if isinstance(allowed_classes, str):
+        raise TypeError(f"allowed_classes is a list of names or classes, not the "
+                        f"string {allowed_classes!r}")
+    if isinstance(allowed_classes, AllowList):
+        allow = allow_list([])
+        allow.exact |= allowed_classes.exact
+        allow.packages |= allowed_classes.packages
+        return allow
+    if allowed_classes is None or callable(allowed_classes):
+        return allowed_classes
+    return allow_list(allowed_classes)
+
+
 class MissingClass:
     """Stands in for an object whose class can no longer be imported.
 

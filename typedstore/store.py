@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .allowlist import AllowFn, AllowList
+from .allowlist import AllowFn
 from .defaults import (
     DEFAULT_PROTOCOL,
     LOCK_TIMEOUT,
@@ -51,11 +51,11 @@ from .ids import IdFactory
 from .integrity import Record, Signer, checksum, make_signer, verify
 from .serialization import (
     VERSION_STAMP,
-    allow_list,
     apply_upgrades,
     dumps,
     in_progress,
     loads,
+    make_allow,
     note_stored,
 )
 from .urls import StoreUrl, parse_store_url, redact
@@ -389,17 +389,7 @@ class Store(ABC):
         self.url = parse_store_url(url) if url is not None else None
         self.idfactory = idfactory if idfactory is not None else self._default_idfactory()
         self.protocol = protocol
-        if isinstance(allowed_classes, str):
-            raise TypeError(f"allowed_classes is a list of names or classes, not the "
-                            f"string {allowed_classes!r}")
-        if isinstance(allowed_classes, AllowList):
-            self._allow: AllowFn | None = allow_list([])
-            self._allow.exact |= allowed_classes.exact
-            self._allow.packages |= allowed_classes.packages
-        elif allowed_classes is None or callable(allowed_classes):
-            self._allow = allowed_classes
-        else:
-            self._allow = allow_list(allowed_classes)
+        self._allow: AllowFn | None = make_allow(allowed_classes)
         # Backends set ``self._identity.stamp`` (the store's location) once
         # they know it: see typedstore.serialization.VERSION_STAMP.
         self._identity = IdentityMap()

@@ -17,6 +17,7 @@ from alembic.config import Config
 import typedstore
 from tests.migrations.models import M1, M2, cores_of, index_of, make_jobs
 from tests.migrations.support import REPO, Db, run_alembic
+from tests.security.planted import planted
 from typedstore import SchemaError, make_store
 
 ROWS = 60
@@ -160,10 +161,12 @@ def downgrade():
 '''
 
 
-def apply_backfill_migration(db: Db, table: str, tmp_path: Path) -> None:
-    """Run BACKFILL_MIGRATION with Alembic's command API and the repository's environment."""
+def apply_backfill_migration(db: Db, table: str, tmp_path: Path,
+                             migration: str = BACKFILL_MIGRATION) -> None:
+    """Run ``migration`` with Alembic's command API and the repository's environment."""
+    tmp_path.mkdir(exist_ok=True)
     ini, versions = write_alembic_ini(tmp_path)
-    (versions / "user0002_add_cores.py").write_text(BACKFILL_MIGRATION)
+    (versions / "user0002_add_cores.py").write_text(migration)
     config = Config(str(ini))
     config.attributes.update(typedstore_url=db.url, typedstore_table=table)
     command.upgrade(config, "heads")
@@ -204,3 +207,34 @@ def test_failing_backfill_operation_rolls_the_migration_back(
     assert "cores" not in db.columns(table)
     with make_store(url, row_model=M1, create=False) as store:
         assert len(store.list()) == 10
+
+
+def test_backfill_operation_reads_records_as_a_store_does(db_sqlite_pg: Db, table: str,
+                                                         tmp_path: Path) -> None:
+    """The operation unpickles nothing a store would refuse: a damaged payload
+    (checksum), and under ``allowed_classes=`` a planted record, stop it by id
+    before any of their bytes run; the migration rolls back."""
+    db = db_sqlite_pg
+    url = db.at(table)
+    marker = tmp_path / "ran"
+    with make_store(url, row_model=M1) as store:
+        ids = [int(i) for i in store.save_many(make_jobs(0, 4))]
+    data = bytes(db.rows(f"SELECT data FROM {table} WHERE id = {ids[1]}")[0][0])
+    damaged = data.replace(b"job-1", b"job-7")
+    assert damaged != data
+    db.execute(f"UPDATE {table} SET data = :data WHERE id = :id", data=damaged, id=ids[1])
+    with pytest.raises(typedstore.BackfillError) as info:
+        apply_backfill_migration(db, table, tmp_path / "damaged")
+    assert [(id_, "damaged" in why) for id_, why in info.value.failures] == [(ids[1], True)]
+    assert db.revisions(table) == ["ts0004"]
+
+    db.execute(f"UPDATE {table} SET data = :data, _checksum = NULL WHERE id = :id",
+               data=planted(str(marker))["os.system, protocol 0"], id=ids[1])
+    allowing = BACKFILL_MIGRATION.replace(
+        "row_model=M2, batch_size=7",
+        "row_model=M2, batch_size=7, allowed_classes=['typedstore.demo.*']")
+    with pytest.raises(typedstore.BackfillError) as info:
+        apply_backfill_migration(db, table, tmp_path / "planted", allowing)
+    assert [id_ for id_, _ in info.value.failures] == [ids[1]]
+    assert "os" in info.value.failures[0][1] and not marker.exists()
+    assert db.revisions(table) == ["ts0004"]
