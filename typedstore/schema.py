@@ -730,6 +730,8 @@ def _file_in_folder(script: ScriptDirectory, table: str, folder: Path | None
     given, several heads) on top of the table's own newest revision, else on
     top of typedstore's head."""
 
+    package = _package_versions()
+
     def process(context: Any, revision: Any, directives: list[Any]) -> None:
         for directive in directives:
             if not isinstance(directive, MigrationScript):
@@ -737,6 +739,17 @@ def _file_in_folder(script: ScriptDirectory, table: str, folder: Path | None
             if directive.version_path is None and folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
                 directive.version_path = str(folder)
+            path = directive.version_path
+            if path is None and len(script._version_locations) == 1:
+                path = script._version_locations[0]  # where Alembic writes it then
+            target = Path(path or ".").resolve()
+            if path is not None and (target == package or package in target.parents):
+                raise CommandError(
+                    f"table {table}: the new revision would be written into the installed "
+                    f"typedstore package ({target}), where an upgrade of typedstore loses it "
+                    "and every store table would run it; give this alembic.ini a version "
+                    "location of your own (version_locations = typedstore:migrations/versions "
+                    "%(here)s/migrations/versions; `typedstore init` writes one)")
             heads = script.get_revisions("heads")
             if directive.head in (None, "head") and len(heads) > 1:
                 own = [h.revision for h in heads if folder is not None

@@ -274,3 +274,22 @@ def test_downgrade_base_leaves_nothing(db: Db) -> None:
     assert db.counter(table) is None
     if db.has_table("typedstore_backfill"):
         assert not db.rows("SELECT * FROM typedstore_backfill WHERE table_name = :t", t=table)
+
+
+def test_a_revision_never_goes_into_the_installed_package(sqlite_db: Db, tmp_path: Path) -> None:
+    """An alembic.ini whose only version location is typedstore's own (an old or
+    hand-edited copy) would file a user's revision among the packaged ones, where
+    every table runs it and an upgrade of typedstore loses it: refused, nothing written."""
+    project = tmp_path / "project"
+    init(project)
+    ini = project / "alembic.ini"
+    ini.write_text(ini.read_text().replace(
+        "version_locations = typedstore:migrations/versions %(here)s/migrations/versions",
+        "version_locations = typedstore:migrations/versions"))
+    packaged = Path(typedstore.__file__).parent / "migrations" / "versions"
+    before = sorted(packaged.rglob("*.py"))
+    done = run(project, "alembic", "-x", f"url={sqlite_db.url}", "-x", "table=jobs",
+               "revision", "-m", "cores", expect=255)  # alembic's exit code for a FAILED:
+    assert "would be written into the installed typedstore package" in done.stderr
+    assert "version_locations" in done.stderr
+    assert sorted(packaged.rglob("*.py")) == before
