@@ -40,7 +40,6 @@ from .connections import OTHER, StoreConnection, Timeouts, classify
 from .defaults import (
     COUNTER_ATTEMPTS,
     DEFAULT_PROTOCOL,
-    DEFAULT_TABLE,
     ID_BLOCK_SIZE,
     NETWORK_FILESYSTEM,
     STREAM_BATCH_SIZE,
@@ -74,7 +73,7 @@ from .schema import (
 )
 from .statements import Compiled, RecordStatements
 from .store import Store
-from .tables import build_table, counter_table, new_metadata
+from .tables import build_table, counter_table, new_metadata, store_table_name
 from .urls import StoreUrl, parse_store_url, redact
 
 log = logging.getLogger(__name__)
@@ -209,10 +208,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             raise StoreError(f"{parsed.redacted}: SqlStore needs integer ids "
                              "(IdFactory(id_class=IntId))")
         self.row_model = row_model
-        self.table_name = (
-            table_name or parsed.table or getattr(row_model, "__tablename__", None)
-            or DEFAULT_TABLE
-        )
+        self.table_name = store_table_name(table_name, parsed.table, row_model)
         self._identity.stamp = self._describe()
         self._lock_wait = self.timeouts.lock
         self._ignore_options(extra)
