@@ -741,7 +741,7 @@ def _file_in_folder(script: ScriptDirectory, table: str, folder: Path | None
                 directive.version_path = str(folder)
             path = directive.version_path
             if path is None and len(script._version_locations) == 1:
-                path = script._version_locations[0]  # where Alembic writes it then
+                path = str(script._version_locations[0])  # where Alembic writes it then
             target = Path(path or ".").resolve()
             if path is not None and (target == package or package in target.parents):
                 raise CommandError(
