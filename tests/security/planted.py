@@ -67,3 +67,28 @@ def planted(marker: str, victim: str = "tests.security.victim") -> dict[str, byt
         "nested path through a function": _record(
             _call(_global(victim, "Job.__init__.__globals__.get"), _text("os"))),
     }
+
+
+def _state(**attributes: bytes) -> bytes:
+    """BUILD's ``(None, {name: value})``: a "slot state", set with setattr."""
+    items = b"".join(_text(name) + value for name, value in attributes.items())
+    return (pickle.NONE + pickle.EMPTY_DICT + pickle.MARK + items + pickle.SETITEMS
+            + pickle.TUPLE2 + pickle.BUILD)
+
+
+def tampering(victim: str, reference: bytes) -> dict[str, bytes]:
+    """Name -> payload changing what the record does not make: a class it names
+    (for the whole process: ``Job.name``, ``Persistable.persistent_id``), or the
+    object of the record ``reference`` (a pickled persistent id) points to."""
+    return {
+        "BUILD on an allowed class": _record(
+            _global(victim, "Job") + _state(name=_text("planted")) + pickle.POP
+            + pickle.NONE),
+        "BUILD on Persistable": _record(
+            _global("typedstore.serialization", "Persistable")
+            + _state(persistent_id=_text("hijacked")) + pickle.POP + pickle.NONE),
+        "BUILD on a referenced record's object": _record(
+            reference + pickle.BINPERSID + _state(name=_text("hijacked"))),
+        "calling a referenced record's object": _record(
+            _call(reference + pickle.BINPERSID, _text("x"))),
+    }

@@ -9,6 +9,8 @@ and the marker file the command would create must stay absent.
 
 from __future__ import annotations
 
+import pickle
+import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +23,15 @@ from typedstore import FilesystemStore, SqlStore, Store, UnsafeLoadError
 from typedstore.allowlist import SAFE_GLOBALS, AllowList, allowed_classes
 from typedstore.integrity import CHECKSUM_COLUMN
 
-from .planted import planted
+from .planted import _text, planted, tampering
 from .victim import Job
 
 VICTIM = Job.__module__  # tests.security.victim, or security.victim (pytest's rootdir)
 ALLOWED = [f"{VICTIM}.*"]
+
+
+def _text_pid(id_: Any) -> bytes:
+    return _text(str(id_))
 
 
 def plant(store: Store, id_: Any, payload: bytes) -> None:
@@ -107,3 +113,29 @@ def test_safe_globals_are_values_or_exceptions() -> None:
     for dangerous in [("builtins", "eval"), ("builtins", "getattr"), ("builtins", "type"),
                       ("builtins", "__import__"), ("os", "system"), ("builtins", "open")]:
         assert dangerous not in SAFE_GLOBALS
+
+
+@pytest.mark.parametrize("name", sorted(tampering("M", b"")))
+def test_planted_record_changes_nothing_it_did_not_make(
+        name: str, open_store: Callable[..., Store]) -> None:
+    """Under an allow-list a record only makes objects: BUILD (setattr) on a
+    class it names would change that class for the whole process (a planted
+    ``Job.command`` runs later, from the program's own code; a planted
+    ``Persistable.persistent_id`` makes every new object overwrite a victim),
+    and on another record's object it would change that record in memory."""
+    from typedstore.serialization import Persistable
+
+    writer = open_store()
+    good = writer.save(Job("good"))
+    bad = writer.save(Job("to be replaced by the planted payload"))
+    reference = (_text_pid(good) if isinstance(writer, FilesystemStore)
+                 else pickle.BININT + struct.pack("<i", int(good)))
+    plant(writer, bad, tampering(VICTIM, reference)[name])
+    reader = open_store(allowed_classes=ALLOWED)
+    target = reader.load(good)
+    with pytest.raises(UnsafeLoadError) as info:
+        reader.load(bad)
+    assert f"record {bad}" in str(info.value)
+    assert "name" not in vars(Job) and "persistent_id" not in vars(Persistable)
+    assert target.name == "good" and reader.load(good) is target
+    assert getattr(Job("new"), "persistent_id", None) is None
