@@ -17,6 +17,10 @@ load. An :class:`AllowList` admits a global ``(module, qualname)`` only if it is
   dotted name (a nested class, GC3Pie's ``Run.State``) is followed only
   through classes defined in that module, read from their ``__dict__`` (no
   attribute hooks run): never through a module or a function's attributes.
+  A wildcard imports nothing but the package itself: a submodule must be
+  imported already (by the program, as it is when the program made the
+  objects), since importing a module runs its code (``pkg.__main__``, a
+  script); a record naming another one is refused.
 
 A refused global raises :class:`~typedstore.errors.UnsafeLoadError` naming the
 record and the global, when the unpickler meets it: before anything of the
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -96,7 +101,9 @@ class AllowList:
                     raise ValueError(f"allow-list entry {entry!r}: expected 'package.*'")
                 self.packages.add(package)
             else:
-                self.exact.add(split_name(entry))
+                module, name = split_name(entry)
+                _check_class_entry(entry, module, name)
+                self.exact.add((module, name))
 
     def add(self, module: str, qualname: str) -> None:
         """Admit one more global exactly (class aliases add their targets)."""
@@ -113,24 +120,52 @@ class AllowList:
     def __call__(self, module: str, name: str) -> bool:
         """Whether ``module``/``name`` may be resolved at all (checked again,
         once resolved, by :meth:`admits`)."""
+        return self.refusal(module, name) is None
+
+    def refusal(self, module: str, name: str) -> str | None:
+        """Why ``module``/``name`` may not be resolved (``None``: it may)."""
         if (module, name) in self.exact:
-            return True
+            return None
         if not self._package(module):
-            return False
-        return "." not in name or _nested_classes(module, name)
+            return "is not allowed by this store's allow-list"
+        if module not in sys.modules and module not in self.packages:
+            return (f"is in a package the allow-list admits, but module {module} is not "
+                    "imported, and a wildcard imports no module (that would run its "
+                    "code): import it in the program, or list the class exactly")
+        if "." in name and not _nested_classes(module, name):
+            return "is not a class nested in classes of that module"
+        return None
 
     def admits(self, module: str, name: str, obj: Any) -> bool:
         """Whether the resolved ``obj`` is what the entry that let it through
-        allows: anything for an exact entry; for a package, a class defined
-        in ``module`` under the name ``name``."""
-        if (module, name) in self.exact:
+        allows: a class (or one of the vetted helpers of :data:`SAFE_GLOBALS`)
+        for an exact entry; for a package, a class defined in ``module`` under
+        the name ``name``."""
+        if (module, name) in SAFE_GLOBALS:
             return True
-        return (isinstance(obj, type) and obj.__module__ == module
-                and obj.__qualname__ == name)
+        if not isinstance(obj, type):
+            return False
+        return (module, name) in self.exact or (obj.__module__ == module
+                                                and obj.__qualname__ == name)
 
     def __repr__(self) -> str:
         listed = sorted(f"{m}.{n}" for m, n in self.exact - SAFE_GLOBALS)
         return f"AllowList({listed + sorted(p + '.*' for p in self.packages)!r})"
+
+
+def _check_class_entry(entry: str, module: str, name: str) -> None:
+    """Refuse (ValueError) an exact entry that names something other than a
+    class, when its module is imported already (none is imported here)."""
+    owner: Any = sys.modules.get(module)
+    if owner is None:
+        return
+    for part in name.split("."):
+        owner = vars(owner).get(part) if hasattr(owner, "__dict__") else None
+        if owner is None:
+            return  # not there (yet): a missing class gives a placeholder or an error
+    if not isinstance(owner, type):
+        raise ValueError(f"allow-list entry {entry!r} names a {type(owner).__name__}, not a "
+                         "class: an allow-list admits classes only")
 
 
 def _nested_classes(module: str, name: str) -> bool:

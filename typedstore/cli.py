@@ -29,6 +29,10 @@ from .urls import parse_store_url
 app = typer.Typer(help="Manage typedstore stores.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
+AllowOption = Annotated[
+    list[str] | None, typer.Option(
+        "--allow", help="unpickle only these classes: package.module.Class or package.* "
+                        "(repeat it; without it every class a record names is loaded)")]
 RowModelOption = Annotated[
     str | None, typer.Option("--row-model", help="row model as package.module:Class")]
 TableOption = Annotated[
@@ -119,10 +123,12 @@ def backfill_cmd(
     leave_null: bool = False,
     restart: bool = False,
     batch_size: int = 500,
+    allow: AllowOption = None,
 ) -> None:
     """Fill extracted columns of existing rows from their pickles (resumable)."""
-    named = {"table_name": table} if table else {}
-    with make_store(url, row_model=_model(row_model), **named) as store:
+    named: dict[str, Any] = {"table_name": table} if table else {}
+    with make_store(url, row_model=_model(row_model), allowed_classes=allow,
+                    **named) as store:
         report = backfill(store, column or None, batch_size=batch_size,
                           leave_null=leave_null, restart=restart)
     typer.echo(f"{report.rows} rows filled; {len(report.left_null)} left NULL")
@@ -131,9 +137,9 @@ def backfill_cmd(
 
 
 @app.command("rewrite")
-def rewrite_cmd(url: str, row_model: RowModelOption = None) -> None:
+def rewrite_cmd(url: str, row_model: RowModelOption = None, allow: AllowOption = None) -> None:
     """Rewrite every record in its current form (after class renames or upgrades)."""
-    with make_store(url, row_model=_model(row_model)) as store:
+    with make_store(url, row_model=_model(row_model), allowed_classes=allow) as store:
         skipped = rewrite_all(store)
     for id_, reason in skipped:
         typer.echo(f"skipped {id_}: {reason}")
@@ -168,8 +174,10 @@ def demo_cmd(url: Annotated[str | None, typer.Argument()] = None) -> None:
 
 
 def main() -> None:
+    """The console script: typedstore's errors, and bad values (a URL, a key, an
+    option: ValueError), end in one line on stderr and exit status 2."""
     try:
         app()
-    except StoreError as exc:
+    except (StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -84,7 +84,11 @@ class Signer:
         raw: list[bytes] = []
         for position, key in enumerate(keys, 1):
             if isinstance(key, str):
-                key = key.encode("utf-8")
+                try:
+                    key = key.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(f"signing key {position} is not valid Unicode (it holds "
+                                     "a lone surrogate); give it as bytes") from None
             if not isinstance(key, bytes):
                 raise TypeError(f"signing key {position} is a {type(key).__name__}, "
                                 "not str or bytes")

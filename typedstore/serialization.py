@@ -351,6 +351,13 @@ def make_allow(allowed_classes: Iterable[str | type] | AllowFn | None) -> AllowF
     if isinstance(allowed_classes, str):
         raise TypeError(f"allowed_classes is a list of names or classes, not the "
                         f"string {allowed_classes!r}")
+    if isinstance(allowed_classes, type):
+        # One class (callable, but not an allow function): a list of one.
+        return allow_list([allowed_classes])
+    if not (allowed_classes is None or callable(allowed_classes)
+            or isinstance(allowed_classes, Iterable)):
+        raise TypeError(f"allowed_classes is a list of classes and names, an AllowList or "
+                        f"a function (module, name) -> bool, not {allowed_classes!r}")
     if isinstance(allowed_classes, AllowList):
         allow = allow_list([])
         allow.exact |= allowed_classes.exact
@@ -463,7 +470,9 @@ class _RecordMapping(_UnpicklerBase):
         module, name = _CLASS_ALIASES.get((module, name), (module, name))
         allow = self.allow
         if allow is not None and not allow(module, name):
-            raise self._refused(module, name, "is not allowed by this store's allow-list")
+            explain = getattr(allow, "refusal", None)
+            raise self._refused(module, name, explain(module, name) if explain is not None
+                                else "is not allowed by this store's allow-list")
         try:
             found = super().find_class(module, name)
         except (ImportError, AttributeError):

@@ -92,3 +92,9 @@ def tampering(victim: str, reference: bytes) -> dict[str, bytes]:
         "calling a referenced record's object": _record(
             _call(reference + pickle.BINPERSID, _text("x"))),
     }
+
+
+def planted_global(module: str, name: str) -> bytes:
+    """A record naming ``module.name`` (and calling it): whatever importing
+    ``module`` does happens before anything is called."""
+    return _record(_call(_global(module, name)))

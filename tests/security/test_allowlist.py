@@ -23,7 +23,7 @@ from typedstore import FilesystemStore, SqlStore, Store, UnsafeLoadError
 from typedstore.allowlist import SAFE_GLOBALS, AllowList, allowed_classes
 from typedstore.integrity import CHECKSUM_COLUMN
 
-from .planted import _text, planted, tampering
+from .planted import _text, planted, planted_global, tampering
 from .victim import Job
 
 VICTIM = Job.__module__  # tests.security.victim, or security.victim (pytest's rootdir)
@@ -139,3 +139,48 @@ def test_planted_record_changes_nothing_it_did_not_make(
     assert "name" not in vars(Job) and "persistent_id" not in vars(Persistable)
     assert target.name == "good" and reader.load(good) is target
     assert getattr(Job("new"), "persistent_id", None) is None
+
+
+def test_a_wildcard_imports_no_module(open_store: Callable[..., Store], tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pkg.*`` admits classes of pkg's modules the program imported; a record
+    naming another module of the package (``pkg.__main__``, a script) is refused
+    before it is imported, since importing it runs its code."""
+    package = tmp_path / "wildpkg"
+    package.mkdir()
+    marker = tmp_path / "imported"
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass Job:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    writer = open_store()
+    bad = writer.save(Job("to be replaced by the planted payload"))
+    plant(writer, bad, planted_global("wildpkg.__main__", "Job"))
+    reader = open_store(allowed_classes=["wildpkg.*"])
+    with pytest.raises(UnsafeLoadError, match="not imported") as info:
+        reader.load(bad)
+    assert info.value.global_name == "wildpkg.__main__.Job"
+    assert not marker.exists()
+
+
+def test_allowed_classes_argument_forms(open_store: Callable[..., Store],
+                                        tmp_path: Path) -> None:
+    """One class is a list of one (it used to pass for an allow function and
+    admit everything); a module, a number, and entries that are not classes
+    are refused when the store is made."""
+    import os
+
+    marker = tmp_path / "marker"
+    writer = open_store()
+    bad = writer.save(Job("to be replaced by the planted payload"))
+    plant(writer, bad, planted(str(marker), VICTIM)["os.system"])
+    with pytest.raises(UnsafeLoadError):
+        open_store(allowed_classes=Job).load(bad)
+    assert not marker.exists()
+    for wrong in (os, 42):
+        with pytest.raises(TypeError, match="allowed_classes"):
+            open_store(allowed_classes=wrong)
+    with pytest.raises(ValueError, match="not a class"):
+        AllowList(["os.system"])
+    with pytest.raises(ValueError, match="not a class"):
+        AllowList([f"{VICTIM}.run_command"])

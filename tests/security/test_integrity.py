@@ -260,3 +260,10 @@ def test_a_store_shared_with_gc3pie_keeps_no_checksum_gc3pie_would_leave_stale(
     rewritten = pickle.dumps(Sample("gc3pie's", 2.0, []), protocol=2)
     write_raw(probe, target, data=rewritten)  # checksum and MAC columns untouched
     assert open_store(gc3pie_compatible=True).load(target).name == "gc3pie's"
+
+
+def test_a_key_that_is_not_unicode_is_a_clear_error() -> None:
+    from typedstore.integrity import Signer
+
+    with pytest.raises(ValueError, match="signing key 2 is not valid Unicode"):
+        Signer(["k" * 32, "\udc80" * 32])
