@@ -98,6 +98,10 @@ STREAM_BATCH_SIZE = 500
 #: writer renames its temporary file within one commit.
 STALE_TEMP_AGE = 24 * 3600.0
 
+#: The largest record file a file store reads, in bytes: a bigger one (a
+#: planted sparse file, a link to a device) is a LoadError, not unbounded memory.
+MAX_RECORD_BYTES = 1 << 30
+
 #: What a file store or SQLite store opened on a network file system (NFS,
 #: SMB, sshfs...) does: "warn" (once), "error" (StoreError), or "ignore".
 #: Store argument: ``network_filesystem=``. See typedstore.mounts.

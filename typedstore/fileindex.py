@@ -38,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from .defaults import UNKNOWN_STATE
+from .defaults import BACKUP_SUFFIX, UNKNOWN_STATE
 from .engine import create_store_engine
 from .errors import SaveError, SchemaError
 from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, MAC_LENGTH
@@ -85,9 +85,16 @@ def file_stamp(path: str | os.PathLike[str]) -> str | None:
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def record_stamp(directory: Path, id_: str) -> str | None:
+    """:func:`file_stamp` of record ``id_``'s file, else of the ``.OLD`` backup
+    standing for it (GC3Pie died between its two renames)."""
+    stamp = file_stamp(directory / id_)
+    return stamp if stamp is not None else file_stamp(directory / (id_ + BACKUP_SUFFIX))
+
+
 def _seqno(name: str) -> int:
     number = name.rpartition(".")[2]
-    return int(number) if number.isdigit() else -1
+    return int(number) if number.isdigit() and len(number) < 19 else -1
 
 
 class FileIndex:
@@ -402,7 +409,7 @@ class FileIndex:
             queued = set(rebuild) | {id_ for _, id_, _ in settle}
             for id_, stamp in stamps.items():
                 if id_ not in queued and id_ not in gone and \
-                        file_stamp(directory / id_) != stamp:
+                        record_stamp(directory, id_) != stamp:
                     rebuild.append(id_)
         if not (rebuild or gone or settle):
             self.synced = True
@@ -412,7 +419,7 @@ class FileIndex:
         refused: list[tuple[str, SaveError]] = []
         unreadable = 0
         for id_ in rebuild:
-            before = file_stamp(directory / id_)
+            before = record_stamp(directory, id_)
             if before is None:
                 gone.append(id_)
                 continue
@@ -431,7 +438,7 @@ class FileIndex:
                 gone.append(id_)  # removed while it was read
                 continue
             # Rewritten while it was read: no stamp, so it is looked at again.
-            after = file_stamp(directory / id_)
+            after = record_stamp(directory, id_)
             stamp = before if after == before else None
             old = self._row(id_)
             if old is not None and old["_stamp"] is not None and old["_stamp"] == stamp:
@@ -483,15 +490,19 @@ class FileIndex:
             self._seal_sql, (id_,)).fetchone()
         return row
 
-    def store_mac(self, id_: str, stamp: str, mac: str) -> bool:
-        """Record ``mac`` as record ``id_``'s MAC if its row still describes the file
-        stamped ``stamp``; False otherwise (the caller holds the commit lock)."""
+    def store_mac(self, id_: str, stamp: str, mac: str, payload_checksum: int) -> bool:
+        """Record ``mac`` as record ``id_``'s MAC, and ``stamp`` as its file's, if
+        its row describes that file: made from it (same stamp), or settled with
+        the same checksum (the file's bytes are the row's, its stamp changed:
+        touched, copied back). False otherwise (the caller holds the commit lock
+        and has checked the file is still stamped ``stamp``)."""
         changed = []
 
         def work(db: Any) -> None:
             changed.append(db.execute(
-                f"UPDATE records SET {MAC_COLUMN} = ? WHERE id = ? AND _stamp = ?",
-                (mac, id_, stamp)).rowcount)
+                f"UPDATE records SET {MAC_COLUMN} = ?, _stamp = ? WHERE id = ? AND "
+                f"(_stamp = ? OR (_pending = {SETTLED} AND {CHECKSUM_COLUMN} = ?))",
+                (mac, stamp, id_, stamp, payload_checksum)).rowcount)
 
         self._commit_sql(work)
         return bool(changed[0])

@@ -39,6 +39,8 @@ import itertools
 import json
 import logging
 import os
+import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -53,11 +55,12 @@ from .defaults import (
     DEFAULT_PROTOCOL,
     FILE_ID_BLOCK_SIZE,
     FILESTORE_META_DIR,
+    MAX_RECORD_BYTES,
     NETWORK_FILESYSTEM,
     STREAM_BATCH_SIZE,
 )
 from .errors import LoadError, NotFoundError, SaveError, StoreError
-from .fileindex import WRITING, Extracted, FileIndex
+from .fileindex import WRITING, Extracted, FileIndex, file_stamp
 from .gc3pie_ids import Gc3PieCounter
 from .ids import BlockSequence, FileCounter, Id, IdFactory
 from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, Record, checksum
@@ -75,6 +78,37 @@ GC3PIE_REWRITE_PAUSE = 0.05
 #: In the metadata directory: present when new ids come from GC3Pie's counter.
 GC3PIE_MARKER = "gc3pie-ids"
 _DELETE = None  # pending-operation marker for a removal
+
+
+class _NotARecord(OSError):
+    """A directory entry that cannot hold a record: not a regular file (a FIFO,
+    a device, a directory), or over :data:`MAX_RECORD_BYTES`."""
+
+
+def _read_record_file(path: str) -> tuple[bytes, os.stat_result]:
+    """The bytes of record file ``path`` and its ``fstat``. Raises
+    FileNotFoundError, :class:`_NotARecord`, or another OSError.
+
+    Opened without blocking (a FIFO planted in the directory would block an
+    ``open`` for good) and checked before reading: only a regular file of at
+    most :data:`~typedstore.defaults.MAX_RECORD_BYTES` is read (a link to
+    ``/dev/zero`` or a huge sparse file would take every byte of memory).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotARecord(f"{path} is not a regular file")
+        if st.st_size > MAX_RECORD_BYTES:
+            raise _NotARecord(f"{path} is {st.st_size} bytes, over the {MAX_RECORD_BYTES} "
+                              "bytes a record may have (typedstore.defaults.MAX_RECORD_BYTES)")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            payload = stream.read(MAX_RECORD_BYTES + 1)
+        if len(payload) > MAX_RECORD_BYTES:
+            raise _NotARecord(f"{path} grew over {MAX_RECORD_BYTES} bytes while read")
+        return payload, st
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -197,6 +231,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                                         url.redacted, "commit lock")
         self._tmp_counter = itertools.count()
         self._pending: dict[Any, tuple[bytes, dict[str, Any]] | None] = {}
+        #: Directory entries that are not records, warned about once.
+        self._odd_entries: set[str] = set()
         #: Index rows a query read, by id: ``_sealed`` uses one (instead of a
         #: lookup) when it describes the file read.
         self._seal_hints: dict[str, tuple[Any, ...]] = {}
@@ -205,7 +241,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._identity.stamp = os.path.realpath(self.directory)
         self._lock_wait = timeouts.lock
         self.row_model = row_model
-        self.index = FileIndex(self._meta / "index.db", row_model, extra_fields)
+        with self._index_errors("opening it"):
+            self.index = FileIndex(self._meta / "index.db", row_model, extra_fields)
         self.table = self.index.table
         self.gc3pie_compatible = self._gc3pie_payloads = \
             self._gc3pie_mode(gc3pie_compatible, first_open)
@@ -219,6 +256,21 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self.idfactory = self.idfactory.with_sequence(self._sequence)
         self._ignore_options(extra)
         self._sweep_temps()  # finishes an interrupted commit, then drops leftovers
+
+    @contextlib.contextmanager
+    def _index_errors(self, doing: str, error: type[StoreError] = StoreError,
+                      id_: Any = None) -> Iterator[None]:
+        """Turn a failure of the sidecar index (SQLite: a full disk, an I/O
+        error, a damaged or locked database file) into ``error`` naming the
+        store, what it was doing and the cause."""
+        try:
+            yield
+        except (sqlite3.Error, sa.exc.SQLAlchemyError) as exc:
+            cause = getattr(exc, "orig", None) or exc
+            message = (f"{self._describe()}: the sidecar index {self._meta / 'index.db'} "
+                       f"failed while {doing}: {cause}")
+            raise (error(message, id_) if issubclass(error, (LoadError, SaveError))
+                   else error(message)) from exc
 
     # ------------------------------------------------------------ ids and paths
 
@@ -274,17 +326,37 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         return os.path.join(self._dir, str(id_))
 
     def _record_names(self) -> list[str]:
+        """The names of the records in the directory (a ``.OLD`` backup whose
+        record is missing stands for it). Entries that cannot be records are
+        left out, with one warning each per store object: dot-files and
+        temporary names, what is not a regular file (directories, FIFOs,
+        devices, broken or looping links), names that are not valid UTF-8 or
+        number a record beyond a 64-bit id."""
         names = []
         with os.scandir(self.directory) as entries:
             for entry in entries:
                 name = entry.name
                 if name.startswith("."):
                     continue
-                if name.endswith(BACKUP_SUFFIX):
-                    # A backup whose record is missing stands for the record.
+                backup = name.endswith(BACKUP_SUFFIX)
+                if backup:
                     name = name[: -len(BACKUP_SUFFIX)]
-                    if (self.directory / name).exists():
+                    if os.path.lexists(os.path.join(self._dir, name)):
                         continue
+                why = _odd_name(name)
+                if why is None:
+                    try:
+                        if not entry.is_file():
+                            why = "is not a regular file"
+                    except OSError as exc:
+                        why = f"cannot be examined ({exc.strerror or exc})"
+                if why is not None:
+                    if entry.name not in self._odd_entries:
+                        self._odd_entries.add(entry.name)
+                        log.warning("%s: %r in the store directory %s; it is not a record "
+                                    "(left out of list() and queries)", self._describe(),
+                                    entry.name, why)
+                    continue
                 names.append(name)
         return names
 
@@ -299,14 +371,12 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         path = self._path(id_)
         for candidate in (path, path + BACKUP_SUFFIX):
             try:
-                with open(candidate, "rb") as stream:
-                    payload = stream.read()
-                    st = os.fstat(stream.fileno())
+                payload, st = _read_record_file(candidate)
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise LoadError(f"{self._describe()}: cannot read {candidate}: {exc}", id_) \
-                    from exc
+                raise LoadError(f"{self._describe()}: cannot read record {id_} "
+                                f"({exc.strerror or exc})", id_) from exc
             if candidate is not path:
                 return Record(payload, None)  # GC3Pie's backup: no checksum, no MAC
             return self._sealed(id_, payload, f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
@@ -325,7 +395,12 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         """
         hint = self._seal_hints.pop(str(id_), None)
         # A query's row describing this very file saves the lookup.
-        row = hint if hint is not None and hint[2] == stamp else self.index.seal(str(id_))
+        row: tuple[Any, ...] | None
+        if hint is not None and hint[2] == stamp:
+            row = hint
+        else:
+            with self._index_errors(f"looking up record {id_}", LoadError, id_):
+                row = self.index.seal(str(id_))
         if row is None:
             return Record(payload, None, stamp=stamp)
         stored_checksum, mac, row_stamp, pending = row
@@ -334,12 +409,10 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         if again and self._signer is not None:
             time.sleep(GC3PIE_REWRITE_PAUSE)
             try:
-                with open(self._path(id_), "rb") as stream:
-                    payload = stream.read()
-                    st = os.fstat(stream.fileno())
+                payload, st = _read_record_file(self._path(id_))
             except OSError as exc:
-                raise LoadError(f"{self._describe()}: cannot read record {id_}: {exc}",
-                                id_) from exc
+                raise LoadError(f"{self._describe()}: cannot read record {id_} "
+                                f"({exc.strerror or exc})", id_) from exc
             return self._sealed(id_, payload, f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}",
                                 again=False)
         return Record(payload, None, stamp=stamp)
@@ -354,8 +427,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         """
         path = self._path(id_)
         try:
-            with open(path + BACKUP_SUFFIX, "rb") as stream:
-                return Record(stream.read(), None)
+            return Record(_read_record_file(path + BACKUP_SUFFIX)[0], None)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -455,27 +527,48 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                     _unlink(os.path.join(self._tmpdir, tmp_name))
             raise
         deletes = [name for name, tmp_name in staged if tmp_name is None]
+        first = staged[0][0]
         with self._commit_lock:
             # A journal here was left by a process that died mid-commit (a live
             # one holds this lock while its journal exists): finish it first.
             self._recover_journal()
-            self.index.stage(index_rows, deletes)
-            if len(staged) == 1:
+            tmp_journal = self._meta / f"journal.{os.getpid()}{_TMP_SUFFIX}"
+            try:
+                self.index.stage(index_rows, deletes)
+                if len(staged) > 1:
+                    with open(tmp_journal, "w") as stream:
+                        json.dump(staged, stream)
+                        stream.flush()
+                        os.fsync(stream.fileno())
+                    os.replace(tmp_journal, self._journal)
+                    if self._durable:
+                        _fsync_dir(self._meta)
+            except (OSError, sqlite3.Error, sa.exc.SQLAlchemyError) as exc:
+                # Nothing is renamed yet: the commit did not happen. Its files go
+                # (a full disk must not stay full of them); rows it staged are
+                # marked as being written, which a query checks against the files.
+                for _, tmp_name in staged:
+                    if tmp_name is not None:
+                        _unlink(os.path.join(self._tmpdir, tmp_name))
+                _unlink(tmp_journal)
+                cause = (exc.strerror or exc) if isinstance(exc, OSError) else \
+                    f"its sidecar index failed: {getattr(exc, 'orig', None) or exc}"
+                raise SaveError(
+                    f"{self._describe()}: a commit of {len(staged)} record(s) ({first}...) "
+                    f"could not be written: {cause}; nothing of it was written, the "
+                    "stored versions are unchanged", first) from exc
+            try:
                 self._apply(staged)
-            else:
-                journal = self._meta / "journal"
-                tmp_journal = self._meta / f"journal.{os.getpid()}{_TMP_SUFFIX}"
-                with open(tmp_journal, "w") as stream:
-                    json.dump(staged, stream)
-                    stream.flush()
-                    os.fsync(stream.fileno())
-                os.replace(tmp_journal, journal)
+                if len(staged) > 1:
+                    os.unlink(self._journal)
                 if self._durable:
-                    _fsync_dir(self._meta)
-                self._apply(staged)
-                journal.unlink()
-            if self._durable:
-                _fsync_dir(self._dir)
+                    _fsync_dir(self._dir)
+            except OSError as exc:
+                raise SaveError(
+                    f"{self._describe()}: a commit of {len(staged)} record(s) ({first}...) "
+                    f"failed while renaming its files: {exc.strerror or exc}; the renames "
+                    "are finished from its journal by this store's next commit, or by the "
+                    "next process that opens the store", first) from exc
             # The rows are settled lazily: in the next commit's index transaction
             # (or before a query, or on close). Until then they read as pending,
             # which is never wrong, only more work for a query elsewhere.
@@ -505,7 +598,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         brought in line with the files (pending rows checked, unindexed
         files indexed: see :mod:`typedstore.fileindex`).
         """
-        with self._lock, self._commit_lock:
+        with self._lock, self._commit_lock, self._index_errors("bringing it up to date"):
             self.index.refresh(self.directory, self._record_names, self._extract,
                                watch=self.gc3pie_compatible)
         return Query(self, conditions, equal)
@@ -516,9 +609,11 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         The record is loaded as :meth:`load` does (allow-list, checksum and
         signature checked before anything is unpickled).
         """
+        path = self._path(name)
         try:
-            with open(self._path(name), "rb") as stream:
-                read_checksum = checksum(stream.read())
+            if not os.path.lexists(path):
+                path += BACKUP_SUFFIX  # a backup standing for its record
+            read_checksum = checksum(_read_record_file(path)[0])
         except FileNotFoundError:
             return None, None, None
         except OSError as exc:
@@ -538,16 +633,22 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     def unreadable(self) -> list[tuple[str, str]]:
         """``(id, why)`` of records the last store that indexed them could not read
         (their index rows are kept and flagged; loading them raises)."""
-        with self._lock, self._commit_lock:
+        with self._lock, self._commit_lock, self._index_errors("listing unreadable records"):
             self.index.refresh(self.directory, self._record_names, self._extract,
                                watch=self.gc3pie_compatible)
-        return self.index.unreadable()
+            return self.index.unreadable()
 
     def _store_mac(self, id_: Any, record: Record, mac: str) -> bool:
+        """Store ``mac`` if the file is still the one read as ``record``: by its
+        stamp, and (a file whose stamp changed but not its bytes: copied back,
+        touched) by the checksum its index row holds, which then takes the
+        file's new stamp too."""
         if record.stamp is None:
             return False
-        with self._commit_lock:
-            return self.index.store_mac(str(id_), record.stamp, mac)
+        with self._commit_lock, self._index_errors(f"re-signing record {id_}", SaveError, id_):
+            if file_stamp(self._path(id_)) != record.stamp:
+                return False  # changed since it was read
+            return self.index.store_mac(str(id_), record.stamp, mac, checksum(record.payload))
 
     def _run_select(self, statement: sa.Select[Any], named: bool = True
                     ) -> Iterator[Sequence[Any]]:
@@ -581,7 +682,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                     yield obj
 
     def close(self) -> None:
-        with self._lock, self._commit_lock:
+        with self._lock, self._commit_lock, self._index_errors("closing the store"):
             self.index.settle_own()
         self.index.close()
         self._commit_lock.close()
@@ -602,6 +703,14 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         with self._commit_lock:
             self._recover_journal()
             tempfiles.sweep(self._tmpdir)
+            # Journals are written under this lock: one being written now is
+            # a dead writer's.
+            with os.scandir(self._meta) as entries:
+                for entry in entries:
+                    if entry.name.startswith("journal.") and entry.name.endswith(_TMP_SUFFIX):
+                        log.info("%s: removing %s, left by a writer that died mid-commit",
+                                 self._describe(), entry.name)
+                        _unlink(entry.path)
 
     def _recover_journal(self) -> None:
         if not os.path.exists(self._journal):
@@ -617,6 +726,24 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             self._apply([(name, tmp) for name, tmp in staged])
             _fsync_dir(self.directory)
             journal.unlink()
+
+
+#: The largest record number an id may carry (the index keeps it as a 64-bit integer).
+_MAX_SEQNO = 2**63 - 1
+
+
+def _odd_name(name: str) -> str | None:
+    """Why directory entry ``name`` cannot name a record (``None``: it can)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "has a name that is not valid UTF-8"
+    if name.endswith(_TMP_SUFFIX):
+        return "has a temporary file's name"
+    number = name.rpartition(".")[2]
+    if number.isdigit() and int(number) > _MAX_SEQNO:
+        return "numbers a record beyond the largest 64-bit id"
+    return None
 
 
 def default_metadata_dir(directory: Path) -> tuple[Path, bool]:

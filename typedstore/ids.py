@@ -22,6 +22,7 @@ the database) unless the caller supplied one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 import os
@@ -35,7 +36,7 @@ from filelock import FileLock, Timeout
 
 from . import defaults
 from .defaults import ID_COUNTER_HOME_ENV
-from .errors import LockTimeout
+from .errors import LockTimeout, SaveError
 
 #: A sequence hands out fresh numbers, with GC3Pie's calling convention
 #: (``gc3libs.utils.progressive_number``): called without arguments it returns
@@ -301,11 +302,20 @@ class FileCounter:
             except FileNotFoundError:
                 first = max(1, self.floor_fn() if self.floor_fn else 1)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with open(tmp, "w") as stream:
-                stream.write(f"{first + n}\n")
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(tmp, self.path)
+            try:
+                with open(tmp, "w") as stream:
+                    stream.write(f"{first + n}\n")
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                # A full disk or a quota: the counter is as it was, and keeps no
+                # half-written file of ours.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                owner = f"{self.owner}: " if self.owner else ""
+                raise SaveError(f"{owner}the id counter {self.path} cannot be advanced: "
+                                f"{exc.strerror or exc}; no id was issued") from exc
         return first
 
     @contextmanager

@@ -126,3 +126,59 @@ def test_a_write_past_a_size_limit_leaves_nothing_behind(tmp_path: Path) -> None
     assert store.load(outcome["small"]) == {"n": 1}  # the stored version, intact
     assert store.load(outcome["after"]) == {"n": 4}
     assert sorted(store.load(i)["n"] for i in store.list()) == [1, 4]
+
+
+LIMITED_TRANSACTION = """
+import json, os, resource, signal, sys
+from typedstore import FilesystemStore, SaveError
+
+directory, limit = sys.argv[1], int(sys.argv[2])
+store = FilesystemStore(directory)
+kept = store.save_many([{"n": n} for n in range(3)])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+outcome = {}
+try:
+    # Each record fits; the commit's index rows and journal do not.
+    store.save_many([{"n": n, "pad": "p" * 200} for n in range(3, 3 + 2000)])
+    outcome["error"] = None
+except SaveError as exc:
+    outcome["error"] = str(exc)
+meta = os.path.dirname(store._tmpdir)
+outcome["temporaries"] = os.listdir(store._tmpdir)
+outcome["journals"] = [n for n in os.listdir(meta) if n.startswith("journal")]
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+outcome["after"] = str(store.save({"n": -1}))  # the same process saves again
+outcome["kept"] = [str(i) for i in kept]
+print(json.dumps(outcome))
+"""
+
+
+def test_a_transaction_past_a_size_limit_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A multi-record commit whose index rows or journal do not fit (a full disk,
+    a quota) is a SaveError; its temporary files go at once (they would keep the
+    disk full), and the same process saves again once there is room."""
+    import json
+
+    directory = tmp_path / "jobs"
+    script = tmp_path / "limited.py"
+    script.write_text(LIMITED_TRANSACTION)
+    done = subprocess.run([sys.executable, str(script), str(directory), str(64 * 1024)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.splitlines()[-1])
+    assert outcome["error"] is not None and "nothing of it was written" in outcome["error"], \
+        outcome["error"]
+    assert outcome["temporaries"] == [] and outcome["journals"] == []
+    store = FilesystemStore(directory)
+    assert sorted(str(i) for i in store.list()) == sorted(outcome["kept"] + [outcome["after"]])
+    assert sorted(store.load(i)["n"] for i in store.list()) == [-1, 0, 1, 2]
+
+
+def test_a_dead_writers_journal_temporary_goes(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path / "jobs")
+    meta = Path(store._tmpdir).parent
+    (meta / "journal.99999999.tmp").write_text('[["job.1", ".tmp-x"]]')
+    FilesystemStore(tmp_path / "jobs")
+    assert not (meta / "journal.99999999.tmp").exists()

@@ -57,3 +57,20 @@ def test_local_stores_are_quiet(tmp_path: Path, caplog: pytest.LogCaptureFixture
     assert not [r for r in caplog.records if r.name == "typedstore.mounts"]
     with pytest.raises(ValueError):
         FilesystemStore(tmp_path / "jobs2", network_filesystem="sometimes")
+
+
+def test_statfs_magic_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The magic number read through ctypes is the one ``stat -f`` (coreutils)
+    reports; a file system known by its magic is found whatever the mount table
+    calls it."""
+    import subprocess
+
+    for path in (str(tmp_path), "/proc"):
+        shown = subprocess.run(["stat", "-f", "-c", "%t", path], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        assert mounts.statfs_magic(path) == int(shown, 16)
+    here = mounts.statfs_magic(str(tmp_path))
+    assert here is not None and here not in mounts.NETWORK_MAGICS
+    monkeypatch.setitem(mounts.NETWORK_MAGICS, here, "pretend-nfs")
+    with pytest.raises(StoreError, match="pretend-nfs"):
+        FilesystemStore(tmp_path / "jobs", network_filesystem="error")

@@ -267,3 +267,28 @@ def test_a_key_that_is_not_unicode_is_a_clear_error() -> None:
 
     with pytest.raises(ValueError, match="signing key 2 is not valid Unicode"):
         Signer(["k" * 32, "\udc80" * 32])
+
+
+def test_resign_a_file_whose_stamp_changed_but_not_its_bytes(tmp_path: Path) -> None:
+    """A record file touched, or copied back, keeps its bytes and its checksum
+    but not its stamp: it still verifies, and re-signing moves it to the new key
+    (it was refused as "changed by other writers", then unreadable once the old
+    key was dropped)."""
+    import os
+
+    from typedstore import FilesystemStore
+
+    old, new = "an old signing key, 32 bytes....", "the new signing key, 32 bytes..."
+    store = FilesystemStore(tmp_path / "jobs", signing_keys=[old])
+    id_ = store.save({"n": 1})
+    store.close()
+    path = tmp_path / "jobs" / str(id_)
+    os.utime(path, ns=(1, 1))
+    rotating = FilesystemStore(tmp_path / "jobs", signing_keys=[new, old])
+    report = resign(rotating)
+    assert (report.signed, report.refused) == (1, [])
+    assert FilesystemStore(tmp_path / "jobs", signing_keys=[new]).load(id_) == {"n": 1}
+    # A file whose bytes changed is not re-signed.
+    path.write_bytes(path.read_bytes().replace(b"\x01", b"\x02"))
+    report = resign(FilesystemStore(tmp_path / "jobs", signing_keys=[new, old]))
+    assert report.signed == 0 and len(report.refused) == 1
