@@ -20,7 +20,7 @@ from .differences import report as drift_report
 from .errors import StoreError
 from .evolution import backfill, rewrite_all
 from .integrity import resign
-from .scaffold import init
+from .scaffold import NEXT_STEP, init
 from .schema import downgrade, import_row_model, upgrade
 from .store import make_store
 from .tables import store_table_name
@@ -39,6 +39,11 @@ TableOption = Annotated[
     str | None, typer.Option(
         "--table", help="store table (default: the URL's #table=, else the row model's "
                         "__tablename__, else 'store')")]
+
+ConfigOption = Annotated[
+    Path | None, typer.Option(
+        "--config", help="the project's alembic.ini, whose version locations hold the "
+                         "table's own revisions (default: ./alembic.ini, as alembic reads)")]
 
 
 def _model(spec: str | None) -> Any:
@@ -62,25 +67,29 @@ def init_cmd(
         typer.echo(f"wrote {path}")
     if not written:
         typer.echo(f"{directory}: alembic.ini and migrations/ are there already")
-    typer.echo("next: alembic -x url=sqlite:///jobs.db -x table=jobs upgrade heads")
+    typer.echo(f"next: {NEXT_STEP}")
 
 
 @app.command("upgrade")
-def upgrade_cmd(url: str, table: TableOption = None, row_model: RowModelOption = None) -> None:
-    """Create or upgrade a store table to the current schema (adds new row model columns)."""
+def upgrade_cmd(url: str, table: TableOption = None, row_model: RowModelOption = None,
+                config: ConfigOption = None) -> None:
+    """Create or upgrade a store table to the current schema (adds new row model columns).
+
+    The table's own revisions run too, found through the project's alembic.ini
+    (--config, else ./alembic.ini)."""
     model = _model(row_model)
-    added = upgrade(url, table, model)
+    added = upgrade(url, table, model, config=config)
     typer.echo(f"{_table(url, table, model)}: up to date; added: "
                f"{', '.join(added) if added else 'nothing'}")
 
 
 @app.command("downgrade")
 def downgrade_cmd(url: str, revision: str, table: TableOption = None,
-                  row_model: RowModelOption = None) -> None:
+                  row_model: RowModelOption = None, config: ConfigOption = None) -> None:
     """Downgrade a store table to REVISION ('base' removes the table and everything
     typedstore made for it)."""
     model = _model(row_model)
-    downgrade(url, revision, table, model)
+    downgrade(url, revision, table, model, config=config)
     typer.echo(f"{_table(url, table, model)}: downgraded to {revision}")
 
 
@@ -175,7 +184,8 @@ def demo_cmd(url: Annotated[str | None, typer.Argument()] = None) -> None:
 
 def main() -> None:
     """The console script: typedstore's errors, and bad values (a URL, a key, an
-    option: ValueError), end in one line on stderr and exit status 2."""
+    option: ValueError), end in one line on stderr and exit status 2 (``check``
+    uses 1 for "action needed")."""
     try:
         app()
     except (StoreError, ValueError) as exc:

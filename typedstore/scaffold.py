@@ -29,10 +29,20 @@ MIGRATIONS = "migrations"
 #: The folder (inside :data:`MIGRATIONS`) of the project's revisions.
 VERSIONS = "versions"
 
-ALEMBIC_INI = """\
+#: The example database URL the files and ``typedstore init`` show: the file
+#: ``jobs.db`` in the working directory (``sqlite:///jobs.db`` is ``/jobs.db``,
+#: as GC3Pie reads it).
+EXAMPLE_URL = "sqlite:jobs.db"
+#: The command ``typedstore init`` suggests next.
+NEXT_STEP = f"alembic -x url={EXAMPLE_URL} -x table=jobs upgrade heads"
+
+ALEMBIC_INI = f"""\
 # Alembic configuration of typedstore store tables, written by `typedstore init`.
 #
-#   alembic -x url=sqlite:///jobs.db -x table=jobs upgrade heads
+#   {NEXT_STEP}
+#
+# ({EXAMPLE_URL} is the file jobs.db in the working directory; sqlite:///jobs.db
+# would be /jobs.db.)
 #
 # Where things come from:
 # * the database URL: -x url=..., else $TYPEDSTORE_URL, else sqlalchemy.url below;
@@ -55,7 +65,7 @@ prepend_sys_path = .
 # new revision in its table's folder.
 revision_environment = true
 file_template = %%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s
-# sqlalchemy.url = sqlite:///jobs.db
+# sqlalchemy.url = {EXAMPLE_URL}
 
 [loggers]
 keys = root,sqlalchemy,alembic,typedstore
@@ -151,6 +161,9 @@ FILES: dict[str, str] = {
     f"{MIGRATIONS}/{VERSIONS}/README.md": VERSIONS_README,
 }
 
+#: Names of the files :func:`init` writes into ``migrations/versions/`` (lower case).
+_VERSIONS_FILES = frozenset(name.rpartition("/")[2].lower() for name in FILES
+                            if name.startswith(f"{MIGRATIONS}/{VERSIONS}/"))
 _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -159,8 +172,14 @@ def table_directory(table: str) -> str:
     """The name of the folder holding the revisions of store table ``table``: the
     table's name when it is a plain file name (letters, digits, ``_``, ``.``,
     ``-``, not starting with a dot), else its plain characters and a hash of the
-    whole name (``my_table_1a2b3c4d``), which never collides with a plain name."""
-    if _PLAIN.fullmatch(table):
+    whole name (``my_table~1a2b3c4d``), which never collides with a plain name.
+
+    Also hashed: names starting with ``__`` (Alembic never reads ``__pycache__``,
+    and Python owns such names) and the names of files ``typedstore init`` puts in
+    ``migrations/versions/`` (``README.md``), in any case (file systems that
+    fold case)."""
+    if _PLAIN.fullmatch(table) and not table.startswith("__") \
+            and table.lower() not in _VERSIONS_FILES:
         return table
     digest = hashlib.sha1(table.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{_UNSAFE.sub('', table)[:40]}~{digest}"
@@ -183,12 +202,20 @@ def init(directory: str | Path = ".", force: bool = False) -> list[Path]:
         raise StoreError(
             f"{', '.join(str(p) for p in differing)} already exist(s) with other contents; "
             "nothing was written (typedstore init --force overwrites them)")
-    written = []
+    written: list[Path] = []
     for path, text in planned.items():
         if path.exists() and _read(path) == text:
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(
+                f"typedstore init: cannot write {path}: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path)
+                   else "")
+                + (f"; written before it: {', '.join(str(p) for p in written)}"
+                   if written else "; nothing was written")) from exc
         written.append(path)
         log.info("wrote %s", path)
     return written

@@ -54,7 +54,7 @@ from sqlmodel import SQLModel
 from . import typemap
 from .defaults import ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT, STATE_LENGTH
 from .engine import create_store_engine
-from .errors import SchemaError
+from .errors import ConnectError, SchemaError, StoreError, UrlError
 from .integrity import INTEGRITY_COLUMNS
 from .rows import BASE_COLUMNS as BASE_COLUMN_NAMES
 from .rows import BOOKKEEPING_COLUMNS, DEFAULT_KEY, LENIENT_KEY
@@ -107,8 +107,10 @@ def _revision_number(revision: str) -> int | None:
 
 
 def model_spec(row_model: RowModel) -> str | None:
-    """``module:Qualname`` of a row model importable by that name (``None`` otherwise)."""
-    if row_model is None:
+    """``module:Qualname`` of a row model importable by that name (``None`` otherwise,
+    and for a row model defined in the script being run: ``__main__`` names
+    another module in any other process)."""
+    if row_model is None or row_model.__module__ == "__main__":
         return None
     spec = f"{row_model.__module__}:{row_model.__qualname__}"
     try:
@@ -118,44 +120,103 @@ def model_spec(row_model: RowModel) -> str | None:
         return None
 
 
-def upgrade_command(url: str, table: str, row_model: RowModel = None) -> str:
-    """The shell command that upgrades ``table`` at ``url`` (password hidden), with
-    ``-x row_model=...`` when the row model is importable (revisions that convert
-    its columns use it: ts0003). ``upgrade heads``: the table's own revisions
-    (``migrations/versions/<table>/``) may branch off an older typedstore head."""
+#: What commands in messages show in place of a URL's password.
+PASSWORD_PLACEHOLDER = "PASSWORD"
+#: What commands in messages show in place of the module of a row model defined
+#: in the script being run.
+MODULE_PLACEHOLDER = "MODULE"
+
+
+def command_url(url: str) -> str:
+    """``url`` as commands in messages show it: its password replaced by
+    :data:`PASSWORD_PLACEHOLDER` (:func:`password_note` says so)."""
+    return redact(url, PASSWORD_PLACEHOLDER)
+
+
+def password_note(url: str) -> str:
+    """The sentence that goes with a command naming ``url`` when the URL holds a
+    password, which messages never show ('' otherwise)."""
+    if command_url(url) == redact(url, ""):
+        return ""
+    return (f" (messages never show the password: put it in place of {PASSWORD_PLACEHOLDER} "
+            "in the URL, or set $TYPEDSTORE_URL and leave the URL out of alembic's -x url=)")
+
+
+def _model_reference(row_model: RowModel) -> str | None:
+    """How commands name ``row_model``: ``module:Class``; ``MODULE:Class`` for one
+    defined in the script being run (:func:`model_note` says so); ``None`` when
+    it cannot be named."""
+    if row_model is None:
+        return None
     spec = model_spec(row_model)
-    model = f"-x {shlex.quote('row_model=' + spec)} " if spec else ""
-    return (f"alembic -x {shlex.quote('url=' + redact(url))} -x {shlex.quote('table=' + table)} "
-            f"{model}upgrade heads")
+    if spec is None and row_model.__module__ == "__main__":
+        return f"{MODULE_PLACEHOLDER}:{row_model.__qualname__}"
+    return spec
+
+
+def model_note(row_model: RowModel) -> str:
+    """The sentence that goes with a command naming a row model defined in the
+    script being run ('' otherwise)."""
+    if row_model is None or row_model.__module__ != "__main__":
+        return ""
+    name = row_model.__qualname__
+    return (f" ({name} is defined in the script being run, which the command cannot "
+            f"import: give the module that defines {name} in place of {MODULE_PLACEHOLDER}, "
+            "moving the class into a module of its own if needed)")
+
+
+def command_notes(url: str, row_model: RowModel = None) -> str:
+    """The sentences that go with a command naming ``url`` and ``row_model``."""
+    return password_note(url) + model_note(row_model)
+
+
+def row_model_option(row_model: RowModel) -> str:
+    """`` --row-model module:Class`` for a ``typedstore`` command ('' when the row
+    model cannot be named)."""
+    reference = _model_reference(row_model)
+    return f" --row-model {shlex.quote(reference)}" if reference else ""
+
+
+def upgrade_command(url: str, table: str, row_model: RowModel = None) -> str:
+    """The shell command that upgrades ``table`` at ``url`` (password replaced:
+    :func:`command_notes`), with ``-x row_model=...`` when the row model can be
+    named (revisions that convert its columns use it: ts0003). ``upgrade heads``:
+    the table's own revisions (``migrations/versions/<table>/``) may branch off an
+    older typedstore head."""
+    reference = _model_reference(row_model)
+    model = f"-x {shlex.quote('row_model=' + reference)} " if reference else ""
+    return (f"alembic -x {shlex.quote('url=' + command_url(url))} "
+            f"-x {shlex.quote('table=' + table)} {model}upgrade heads")
 
 
 def add_columns_command(url: str, table: str, row_model: RowModel) -> str | None:
     """The ``typedstore upgrade`` command that adds the row model's new nullable or
-    defaulted columns to ``table`` (password hidden); ``None`` when the row model
-    is not importable by name (then only ``typedstore.upgrade(url, row_model=...)``
-    from the program can)."""
-    spec = model_spec(row_model)
-    if spec is None:
+    defaulted columns to ``table`` (password replaced: :func:`command_notes`);
+    ``None`` when the row model cannot be named (then only
+    ``typedstore.upgrade(url, row_model=...)`` from the program can)."""
+    if _model_reference(row_model) is None:
         return None
-    return (f"typedstore upgrade {shlex.quote(redact(url))} --table {shlex.quote(table)} "
-            f"--row-model {shlex.quote(spec)}")
+    return (f"typedstore upgrade {shlex.quote(command_url(url))} --table {shlex.quote(table)}"
+            f"{row_model_option(row_model)}")
 
 
 def revision_command(url: str, table: str, row_model: RowModel, message: str) -> str | None:
     """The ``alembic revision --autogenerate`` command that writes the migration of
-    ``table`` to ``row_model`` (``None`` when the row model is not importable)."""
-    spec = model_spec(row_model)
-    if spec is None:
+    ``table`` to ``row_model`` (``None`` when the row model cannot be named)."""
+    reference = _model_reference(row_model)
+    if reference is None:
         return None
-    return (f"alembic -x {shlex.quote('url=' + redact(url))} -x {shlex.quote('table=' + table)} "
-            f"-x {shlex.quote('row_model=' + spec)} revision --autogenerate "
+    return (f"alembic -x {shlex.quote('url=' + command_url(url))} "
+            f"-x {shlex.quote('table=' + table)} "
+            f"-x {shlex.quote('row_model=' + reference)} revision --autogenerate "
             f"-m {shlex.quote(message)}")
 
 
 def typedstore_upgrade_command(url: str, table: str) -> str:
-    """The ``typedstore upgrade`` command for ``table`` at ``url`` (password hidden);
-    unlike plain ``alembic upgrade``, it also repairs a table dropped by hand."""
-    return f"typedstore upgrade {shlex.quote(redact(url))} --table {shlex.quote(table)}"
+    """The ``typedstore upgrade`` command for ``table`` at ``url`` (password
+    replaced); unlike plain ``alembic upgrade``, it also repairs a table dropped
+    by hand."""
+    return f"typedstore upgrade {shlex.quote(command_url(url))} --table {shlex.quote(table)}"
 
 
 # ---------------------------------------------------------------- inspecting
@@ -502,7 +563,8 @@ def check_store(state: TableState, wanted: sa.Table, url: str,
         if number < needed:
             raise SchemaError(
                 f"{redact(url)}: table {table!r} is at schema revision {revision}, this "
-                f"version of typedstore needs {head}; upgrade it with: {fix}",
+                f"version of typedstore needs {head}; upgrade it with: {fix}"
+                f"{command_notes(url, row_model)}",
                 table=table, current=revision, required=head, command=fix,
             )
         raise SchemaError(
@@ -529,12 +591,15 @@ def check_store(state: TableState, wanted: sa.Table, url: str,
                    "(no default, not optional): the stored rows need a value, so add "
                    f"{'it' if len(required) == 1 else 'them'} with a migration that "
                    "back-fills the rows (docs/schema-evolution.md)"
-                   + (f": {remedy}, then alembic ... upgrade heads" if remedy else "")
+                   + (f": {remedy}, then edit the revision it writes (its plain "
+                      "add_column fails on stored rows: add the column nullable, fill it with "
+                      "op.backfill_column, then make it NOT NULL), then alembic ... upgrade "
+                      "heads" if remedy else "")
                    + ("; the others come with that migration too"
                       if len(required) < len(missing) else ""))
         raise SchemaError(
             f"{redact(url)}: table {table!r} lacks the column(s) {', '.join(missing)} of the "
-            f"row model; {how}",
+            f"row model; {how}{command_notes(url, row_model) if remedy else ''}",
             table=table, missing_columns=missing, command=remedy,
         )
     if state.dialect is not None:
@@ -544,11 +609,63 @@ def check_store(state: TableState, wanted: sa.Table, url: str,
 # ---------------------------------------------------------------- the Alembic environment
 
 
-def _config(url: str | None = None, table: str | None = None, **attributes: Any) -> Config:
-    config = Config()
+def _config(url: str | None = None, table: str | None = None, ini: Path | None = None,
+            **attributes: Any) -> Config:
+    """An Alembic configuration running typedstore's environment; with ``ini`` (a
+    project's ``alembic.ini``: :func:`project_config`) it reads that file's version
+    locations too, so the table's own revisions are found."""
+    config = Config(str(ini)) if ini is not None else Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
+    if ini is not None:
+        # Alembic would put these in front of sys.path on every read of the
+        # configuration; code imports the row model itself (import_row_model).
+        config.set_main_option("prepend_sys_path", "")
     config.attributes.update(typedstore_url=url, typedstore_table=table, **attributes)
     return config
+
+
+#: The file :func:`project_config` looks for in the working directory.
+PROJECT_INI = "alembic.ini"
+
+
+def project_config(config: str | os.PathLike[str] | None = None) -> Path | None:
+    """The project's ``alembic.ini`` whose version locations (``typedstore init``:
+    typedstore's and ``migrations/versions``) hold the tables' own revisions, found
+    as ``alembic`` finds it: ``config`` when given, else ``./alembic.ini`` in the
+    working directory; ``None`` when there is none.
+
+    An explicit ``config`` that does not exist, cannot be read, or does not list
+    typedstore's revisions among its version locations is a :class:`SchemaError`
+    naming it; such a ``./alembic.ini`` (another application's) is ignored, with a
+    log line.
+    """
+    explicit = config is not None
+    path = Path(config if config is not None else PROJECT_INI).absolute()
+    if not path.is_file():
+        if explicit:
+            raise SchemaError(f"alembic configuration {str(path)!r} does not exist (or is not "
+                              "a file); `typedstore init` writes one")
+        return None
+    try:
+        parsed = _config(ini=path)
+        named = parsed.get_main_option("version_locations")
+        locations = ScriptDirectory.from_config(parsed)._version_locations if named else ()
+    except Exception as exc:
+        if explicit:
+            raise SchemaError(f"alembic configuration {str(path)!r} cannot be read "
+                              f"({type(exc).__name__}: {exc})") from exc
+        log.info("%s is not used (cannot be read: %s: %s)", path, type(exc).__name__, exc)
+        return None
+    package = _package_versions()
+    if not any(Path(location).resolve() == package for location in locations):
+        why = ("its version_locations do not name typedstore's revisions "
+               "(typedstore:migrations/versions); `typedstore init` writes one that does")
+        if explicit:
+            raise SchemaError(f"alembic configuration {str(path)!r} is not a typedstore "
+                              f"project's: {why}")
+        log.info("%s is not used: %s", path, why)
+        return None
+    return path
 
 
 def import_row_model(spec: str) -> Any:
@@ -557,13 +674,38 @@ def import_row_model(spec: str) -> Any:
     .``) imports it; an error is a :class:`SchemaError` naming ``spec`` and why."""
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    module, colon, name = spec.partition(":")
+    if not module or (colon and not name) or (not colon and "." not in spec):
+        raise SchemaError(f"row model {spec!r} is not of the form package.module:Class")
     try:
-        return _import_object(spec)
-    except (ImportError, AttributeError, ValueError) as exc:
+        obj = _import_object(spec)
+    except Exception as exc:
+        # Whatever importing the user's module raised (ImportError, SyntaxError, an
+        # error of its own code) is that module's problem: one line naming it.
+        where = ""
+        if isinstance(exc, SyntaxError) and exc.filename:
+            where = f" at {exc.filename}:{exc.lineno}"
         raise SchemaError(
-            f"row model {spec!r} cannot be imported ({type(exc).__name__}: {exc}); name it "
-            "as package.module:Class, importable from the current directory or "
+            f"row model {spec!r} cannot be imported ({type(exc).__name__}{where}: {exc}); "
+            "name it as package.module:Class, importable from the current directory or "
             "$PYTHONPATH") from exc
+    table = getattr(obj, "__table__", None)
+    if not (isinstance(obj, type) and issubclass(obj, SQLModel) and isinstance(table, sa.Table)):
+        what = (f"the class {obj.__module__}.{obj.__qualname__}" if isinstance(obj, type)
+                else f"{type(obj).__name__} {_short_repr(obj)}")
+        raise SchemaError(
+            f"row model {spec!r} is {what}, not a row model: a row model is a SQLModel table "
+            "class, declared as 'class JobRow(StoreRow, table=True)'")
+    return obj
+
+
+def _short_repr(obj: Any) -> str:
+    try:
+        text = repr(obj)
+    except Exception as exc:
+        log.debug("repr of %s failed: %s", type(obj).__name__, exc)
+        return ""
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _import_object(spec: str) -> Any:
@@ -585,15 +727,26 @@ def target_metadata(table: str, row_model: RowModel = None,
     return metadata
 
 
-def _include_only(table: str) -> Callable[..., bool]:
-    """Autogenerate filter: look at this store's table and the counter table only."""
+def _include_only(table: str, keep_columns: bool = False) -> Callable[..., bool]:
+    """Autogenerate filter: look at this store's table and the counter table only.
+
+    With ``keep_columns`` (autogenerate in the Alembic environment) a column the
+    database has and the row model lacks is left out, with a log line: typedstore
+    never drops a column (GC3Pie's ``extra_fields``, a field removed from the row
+    model), as ``typedstore check`` says."""
     mine = {table, ID_COUNTER_TABLE}
 
     def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
         if type_ == "table":
             return name in mine
         owner = getattr(getattr(obj, "table", None), "name", None)
-        return owner is None or owner in mine
+        if owner is not None and owner not in mine:
+            return False
+        if keep_columns and type_ == "column" and reflected and compare_to is None:
+            log.info("table %s: column %s kept: typedstore never drops columns; write "
+                     "op.drop_column by hand if you mean it", owner, name)
+            return False
+        return True
 
     return include
 
@@ -630,14 +783,32 @@ def run_environment() -> None:
     from alembic import context
 
     config = context.config
-    if config.cmd_opts is not None and config.config_file_name and \
-            config.file_config.has_section("loggers"):
+    if config.cmd_opts is None:
+        _run_environment(context)
+        return
+    # Run by the alembic command: its logging, and every error one line
+    # (alembic prints a CommandError as "FAILED: ..." and exits with status 255).
+    if config.config_file_name and config.file_config.has_section("loggers"):
         logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
+    try:
+        _run_environment(context)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _run_environment(context: Any) -> None:
+    config = context.config
     x = context.get_x_argument(as_dictionary=True)
     url = (config.attributes.get("typedstore_url") or x.get("url")
            or os.environ.get("TYPEDSTORE_URL") or config.get_main_option("sqlalchemy.url"))
     if not url:
-        raise SchemaError("no database URL: pass -x url=... or set TYPEDSTORE_URL")
+        raise CommandError("no database URL: pass -x url=..., set $TYPEDSTORE_URL, or set "
+                           "sqlalchemy.url in alembic.ini")
+    if context.is_offline_mode():
+        raise CommandError(
+            "offline mode (--sql) is not supported: typedstore's revisions look at the "
+            "table they change (its columns, its backend's settings), which needs the "
+            "database; read the revision files to review them, and run without --sql")
     parsed = parse_store_url(url)
     row_model = config.attributes.get("typedstore_row_model")
     if row_model is None and x.get("row_model"):
@@ -651,21 +822,18 @@ def run_environment() -> None:
         "target_metadata": target_metadata(
             table, row_model, config.attributes.get("typedstore_extra_fields")),
         "version_table": version_table(table, sa.make_url(parsed.target).get_backend_name()),
-        "include_object": _include_only(table),
+        "include_object": _include_only(table, keep_columns=True),
         "render_as_batch": True,
         "compare_type": True,
         "on_version_apply": _widen_after_adoption(table),
         "render_item": render_item,
         "template_args": {"typedstore_table": table},
-        "process_revision_directives": _file_in_folder(context.script, table, folder),
+        "process_revision_directives": _file_in_folder(context.script, table, folder,
+                                                       row_model),
     }
-    if context.is_offline_mode():
-        context.configure(url=parsed.target, literal_binds=True, **options)
-        with context.begin_transaction():
-            context.run_migrations()
-        return
     connection = config.attributes.get("connection")
     if connection is not None:
+        # From code (migrate): the caller holds the schema lock.
         # Never adopt (or drop) a table someone else made, whichever way this runs.
         refuse_foreign(inspect_store(connection, table), table, url)
         context.configure(connection=connection, **options)
@@ -673,17 +841,16 @@ def run_environment() -> None:
             context.run_migrations()
             remove_leftovers(connection, table)
         return
-    engine = create_store_engine(parsed.target, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect().execution_options(sqlite_immediate=True) as conn:
-            refuse_foreign(inspect_store(conn, table), table, url)
-            context.configure(connection=conn, **options)
-            with context.begin_transaction():
-                context.run_migrations()
-                remove_leftovers(conn, table)
-            conn.commit()
-    finally:
-        engine.dispose()
+    # The schema lock typedstore.upgrade and make_store take: two upgrades of one
+    # table at once wait for each other (the second finds the work done).
+    with connected(url, parsed.target, sqlite_immediate=True) as conn, \
+            schema_lock(conn, table):
+        refuse_foreign(inspect_store(conn, table), table, url)
+        context.configure(connection=conn, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+            remove_leftovers(conn, table)
+        conn.commit()
 
 
 def _package_versions() -> Path:
@@ -723,16 +890,26 @@ def _narrow_to_table(script: ScriptDirectory, table: str) -> Path | None:
     return folder
 
 
-def _file_in_folder(script: ScriptDirectory, table: str, folder: Path | None
-                    ) -> Callable[..., None]:
+def _file_in_folder(script: ScriptDirectory, table: str, folder: Path | None,
+                    row_model: RowModel = None) -> Callable[..., None]:
     """Alembic ``process_revision_directives`` hook: a new revision (no
     ``--version-path`` given) goes to ``table``'s folder, and (no ``--head``
     given, several heads) on top of the table's own newest revision, else on
-    top of typedstore's head."""
+    top of typedstore's head. Autogenerate (``revision --autogenerate``,
+    ``check``) without a row model is refused: every typed column would look
+    like one to drop."""
 
     package = _package_versions()
 
     def process(context: Any, revision: Any, directives: list[Any]) -> None:
+        environment = getattr(context, "environment_context", None)
+        revision_context = getattr(environment, "context_opts", {}).get("revision_context")
+        autogenerate = bool(getattr(revision_context, "command_args", {}).get("autogenerate"))
+        if autogenerate and row_model is None:
+            raise CommandError(
+                f"table {table}: autogenerate needs the row model: -x "
+                "row_model=pkg.mod:Class (without it every typed column of the table "
+                "would look like one to drop)")
         for directive in directives:
             if not isinstance(directive, MigrationScript):
                 continue
@@ -1186,48 +1363,99 @@ def _created_here(connection: sa.Connection, table: str) -> _Footprint | None:
 
 
 def migrate(connection: sa.Connection, url: str, table: str, revision: str = "head",
-            downgrade: bool = False, row_model: RowModel = None) -> None:
-    """Run typedstore's migrations for ``table`` on ``connection`` (in its transaction).
+            downgrade: bool = False, row_model: RowModel = None,
+            ini: Path | None = None) -> None:
+    """Run the migrations of ``table`` on ``connection`` (in its transaction):
+    typedstore's, and with ``ini`` (a project's ``alembic.ini``:
+    :func:`project_config`) the table's own revisions too (``head`` is then every
+    head: the table's own revisions may branch off typedstore's).
 
     Upgrading first clears a stale version table (:func:`reset_stale_version_table`)
     and ends by widening a narrow payload column (:func:`widen_payload`). A table
     created here is remembered for :func:`add_missing_columns` in the same
     transaction (it adds NOT NULL columns to a new table); if creating it fails
     on MariaDB/MySQL, what was made is removed again. A table name that cannot
-    work on the backend is refused first (:func:`check_name`).
+    work on the backend is refused first (:func:`check_name`), and so is a table
+    at a revision none of these locations holds (:func:`refuse_unknown_revisions`).
     """
     check_name(connection, table)
-    config = _config(url, table, connection=connection, typedstore_row_model=row_model)
+    config = _config(url, table, ini, connection=connection, typedstore_row_model=row_model)
     connection.info.pop(_CREATED, None)
     with schema_lock(connection, table):
-        refuse_foreign(inspect_store(connection, table), table, url)
+        state = inspect_store(connection, table)
+        refuse_foreign(state, table, url)
+        if state.exists:
+            refuse_unknown_revisions(state, config, url, table, revision, downgrade,
+                                     row_model, ini)
         before = None if downgrade else _footprint(connection, table)
         try:
             if downgrade:
                 command.downgrade(config, revision)
             else:
                 reset_stale_version_table(connection, table)
-                command.upgrade(config, revision)
+                command.upgrade(config, "heads" if revision == "head" else revision)
                 # A GC3Pie table adopted before typedstore widened payloads.
                 widen_payload(connection, table)
         except BaseException as exc:
             if before is not None and _is_mysql(connection):
                 _undo_creation(connection, table, before)
             if isinstance(exc, CommandError):
-                # Typically the table is at a revision of the user's own chain, which
-                # only the user's alembic.ini knows.
-                fix = (f"alembic -x {shlex.quote('url=' + redact(url))} "
-                       f"-x {shlex.quote('table=' + table)} "
-                       "upgrade heads")
-                raise SchemaError(
-                    f"{redact(url)}: table {table!r}: {exc}; if it is at a revision of your "
-                    f"own migrations, run them with your alembic.ini: {fix}",
-                    table=table, command=fix,
-                ) from exc
+                raise SchemaError(f"{redact(url)}: table {table!r}: {exc}",
+                                  table=table) from exc
             raise
         transaction = connection.get_transaction()
         if before is not None and transaction is not None:
             connection.info[_CREATED] = (table, weakref.ref(transaction), before)
+
+
+def refuse_unknown_revisions(state: TableState, config: Config, url: str, table: str,
+                             revision: str, downgrade: bool, row_model: RowModel,
+                             ini: Path | None) -> None:
+    """Raise :class:`SchemaError` if ``table`` is at a revision that neither
+    typedstore's chain nor the project's version locations (``ini``) hold: one of
+    the project's own, which only its ``alembic.ini`` finds. The error names the
+    revision and, as ``.command``, the ``typedstore`` command that runs from the
+    project's directory (or with ``--config``)."""
+    if not state.revisions:
+        return
+    script = ScriptDirectory.from_config(config)
+    _narrow_to_table(script, table)
+    unknown = []
+    for current in state.revisions:
+        try:
+            found = script.get_revision(current)
+        except Exception as exc:  # Alembic: "Can't locate revision ..." and its kin
+            log.debug("table %s: revision %s not found: %s", table, current, exc)
+            found = None
+        if found is None:
+            unknown.append(current)
+    if not unknown:
+        return
+    searched = (f"typedstore's revisions and those of {ini}" if ini is not None else
+                f"typedstore's revisions only: there is no typedstore alembic.ini in "
+                f"{os.getcwd()}")
+    config_option = f" --config {shlex.quote(str(ini))}" if ini is not None else ""
+    if downgrade:
+        fix = (f"typedstore downgrade {shlex.quote(command_url(url))} {shlex.quote(revision)} "
+               f"--table {shlex.quote(table)}{config_option}")
+    else:
+        fix = (f"typedstore upgrade {shlex.quote(command_url(url))} --table "
+               f"{shlex.quote(table)}{row_model_option(row_model)}{config_option}")
+    where = ("" if ini is not None else
+             " in your project's directory (the one holding its alembic.ini), or add "
+             "--config PATH/alembic.ini")
+    raise SchemaError(
+        f"{redact(url)}: table {table!r} is at revision {', '.join(unknown)}, which is not "
+        f"among the revisions found ({searched}): a revision of your project's own "
+        f"migrations (migrations/versions/{_table_folder(table)}/). Run{where}: {fix}"
+        f"{command_notes(url, row_model)}",
+        table=table, current=unknown[0], command=fix)
+
+
+def _table_folder(table: str) -> str:
+    from .scaffold import table_directory
+
+    return table_directory(table)
 
 
 def _server_default(connection: sa.Connection, column: sa.Column[Any], default: Any
@@ -1338,7 +1566,8 @@ def _add_missing_columns(connection: sa.Connection, table: str, row_model: RowMo
 
 def upgrade(url: str, table: str | None = None, row_model: RowModel = None,
             extra_fields: ExtraFields = None, add_columns: bool = True,
-            revision: str = "head") -> list[str]:
+            revision: str = "head",
+            config: str | os.PathLike[str] | None = None) -> list[str]:
     """Bring a store table up to date from code; return the columns and indexes added.
 
     Runs typedstore's migrations to head (creating the table, or adopting a
@@ -1350,45 +1579,91 @@ def upgrade(url: str, table: str | None = None, row_model: RowModel = None,
     A file store's URL (a directory) brings its index up to the row model
     instead: columns added and filled from the pickles now.
 
+    The table's own revisions (``migrations/versions/<table>/``) are found as
+    ``alembic`` finds them: through ``config`` (a project's ``alembic.ini``),
+    else ``./alembic.ini`` (:func:`project_config`); they run too (every head).
+
     Raises :class:`SchemaError` for a table that is not a store table, a
-    field whose type changed, a new required field of an existing table, and
-    (file store) records that do not fit the row model.
+    field whose type changed, a new required field of an existing table, a
+    table at a revision of the project's that no configuration found
+    (:func:`refuse_unknown_revisions`), and (file store) records that do not
+    fit the row model; :class:`UrlError` and :class:`ConnectError` for a URL
+    without a backend and a server that cannot be reached.
     """
     if _file_store(url, "upgrade"):
         return _upgrade_file_store(url, row_model, extra_fields)
+    ini = project_config(config)
     target, table = _target(url, table, row_model)
-    engine = create_store_engine(target, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin(), \
-                schema_lock(conn, table):
-            migrate(conn, url, table, revision, row_model=row_model)
-            if revision != "head":
-                return []
-            if row_model is not None:
-                # Columns a ts0003 run without the row model left in their old types.
-                convert_to_type_map(conn, table, row_model)
-            if add_columns:
-                return add_missing_columns(conn, table, row_model, extra_fields)
+    with connected(url, target, sqlite_immediate=True) as conn, conn.begin(), \
+            schema_lock(conn, table):
+        migrate(conn, url, table, revision, row_model=row_model, ini=ini)
+        if revision != "head":
             return []
-    finally:
-        engine.dispose()
+        if row_model is not None:
+            # Columns a ts0003 run without the row model left in their old types.
+            convert_to_type_map(conn, table, row_model)
+        if add_columns:
+            return add_missing_columns(conn, table, row_model, extra_fields)
+        return []
 
 
 def downgrade(url: str, revision: str, table: str | None = None,
-              row_model: RowModel = None) -> None:
+              row_model: RowModel = None,
+              config: str | os.PathLike[str] | None = None) -> None:
     """Downgrade a store table to ``revision``: ``"base"`` removes everything
     typedstore made for it (the table, its id counter row, its version table,
     its back-fill checkpoints). The table follows the one rule
-    (:func:`typedstore.tables.store_table_name`; ``row_model`` only names it). A
-    file store's URL is a :class:`SchemaError` saying what to do instead."""
+    (:func:`typedstore.tables.store_table_name`; ``row_model`` only names it).
+    The table's own revisions are found as :func:`upgrade` finds them
+    (``config``, else ``./alembic.ini``). A file store's URL is a
+    :class:`SchemaError` saying what to do instead."""
     _file_store(url, "downgrade")
+    ini = project_config(config)
     target, table = _target(url, table, row_model)
-    engine = create_store_engine(target, poolclass=sa.pool.NullPool)
+    with connected(url, target, sqlite_immediate=True) as conn, conn.begin():
+        migrate(conn, url, table, revision, downgrade=True, ini=ini)
+
+
+@contextmanager
+def connected(url: str, target: str, **execution_options: Any) -> Iterator[sa.Connection]:
+    """A connection to the database of store URL ``url`` (SQLAlchemy URL ``target``)
+    for schema work, its engine disposed of afterwards. A URL SQLAlchemy has no
+    dialect or driver for is a :class:`UrlError`, a server that cannot be reached
+    or refuses the login a :class:`ConnectError`, both naming the URL without its
+    password."""
+    shown = redact(url)
     try:
-        with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
-            migrate(conn, url, table, revision, downgrade=True)
+        engine = create_store_engine(target, poolclass=sa.pool.NullPool)
+    except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError) as exc:
+        raise UrlError(f"{shown}: no database backend for this URL ({_said(exc, url)}); "
+                       "a store URL is a directory, sqlite:PATH, postgresql://... or "
+                       "mysql://...", url=shown) from exc
+    try:
+        try:
+            conn = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            raise ConnectError(f"{shown}: cannot connect to the database: {_said(exc, url)}",
+                               store=shown) from exc
+        with conn.execution_options(**execution_options) if execution_options else conn:
+            yield conn
     finally:
         engine.dispose()
+
+
+def _said(exc: BaseException, url: str) -> str:
+    """The first line of what the driver said about ``exc``, any password of ``url``
+    taken out."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    text = f"{type(orig).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    try:
+        password = sa.make_url(parse_store_url(url).target).password
+    except Exception as parse_error:
+        log.debug("no password to take out of the message: %s", parse_error)
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return redact(text)
 
 
 def _index_key(index: Any) -> tuple[str, tuple[str, ...], str]:
@@ -1419,13 +1694,9 @@ def drift(url: str, table: str | None = None, row_model: RowModel = None,
     """
     _file_store(url, "compare with a row model")
     target, table = _target(url, table, row_model)
-    engine = create_store_engine(target, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            check_name(conn, table)
-            context = MigrationContext.configure(
-                conn, opts={"include_object": _include_only(table), "compare_type": True})
-            return _same_indexes_dropped(list(compare_metadata(
-                context, target_metadata(table, row_model, extra_fields))))
-    finally:
-        engine.dispose()
+    with connected(url, target) as conn:
+        check_name(conn, table)
+        context = MigrationContext.configure(
+            conn, opts={"include_object": _include_only(table), "compare_type": True})
+        return _same_indexes_dropped(list(compare_metadata(
+            context, target_metadata(table, row_model, extra_fields))))

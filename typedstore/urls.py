@@ -63,10 +63,12 @@ _PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*://[^:/@]*:)(.*)@")
 _QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|sslpassword)=)[^&#]*", re.IGNORECASE)
 
 
-def redact(url: object) -> str:
-    """Return ``url`` (a string, path or URL object) with any password replaced by ``***``."""
+def redact(url: object, placeholder: str = "***") -> str:
+    """Return ``url`` (a string, path or URL object) with any password replaced by
+    ``placeholder`` (``***``)."""
     text = os.fspath(url) if isinstance(url, (str, os.PathLike)) else str(url)
-    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", str(text)))
+    hidden = placeholder.replace("\\", "\\\\")
+    return _QUERY_PASSWORD.sub(rf"\g<1>{hidden}", _PASSWORD.sub(rf"\g<1>{hidden}@", str(text)))
 
 
 @dataclass(frozen=True)
