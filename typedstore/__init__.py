@@ -47,7 +47,7 @@ from .rows import StoreRow, extracted
 from .schema import downgrade, drift, upgrade
 from .serialization import MissingClass, Persistable, register_class_alias, register_upgrade
 from .sql import SqlStore, make_sqlstore
-from .store import Store, make_store, register
+from .store import RefreshReport, Store, make_store, register
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -81,6 +81,7 @@ __all__ = [
     "Query",
     "QueryError",
     "ReadTimeout",
+    "RefreshReport",
     "ResignReport",
     "SaveError",
     "SchemaError",

@@ -182,6 +182,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         lock_timeout: float | None = None,
         network_filesystem: str | None = None,
         signing_keys: Any = None,
+        conflicts: str = "error",
         **extra: Any,
     ) -> None:
         metadata = metadata_dir
@@ -237,7 +238,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         #: lookup) when it describes the file read.
         self._seal_hints: dict[str, tuple[Any, ...]] = {}
         super().__init__(url, idfactory, protocol, allowed_classes, missing_classes,
-                         signing_keys)
+                         signing_keys, conflicts)
         self._identity.stamp = os.path.realpath(self.directory)
         self._lock_wait = timeouts.lock
         self.row_model = row_model

@@ -189,6 +189,11 @@ class IdentityMap:
         if version is not None and self.stamp is not None:
             _stamp(obj, self.stamp, version)
 
+    def versions(self) -> list[tuple[Any, int | None]]:
+        """``(id, version)`` of every id mapped to a live object."""
+        return [(id_, entry.version) for id_, entry in list(self._entries.items())
+                if entry() is not None]
+
     def set_version(self, id_: Any, version: int | None) -> None:
         """Record the version the mapped object of ``id_`` is now stored at."""
         entry = self._entries.get(id_)

@@ -194,6 +194,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         statement_timeout: float | None = None,
         read_timeout: float | None = None,
         network_filesystem: str | None = None,
+        conflicts: str = "error",
         **extra: Any,
     ) -> None:
         parsed = parse_store_url(url)
@@ -203,7 +204,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self.timeouts = Timeouts.resolve(connect_timeout, lock_timeout, statement_timeout,
                                          read_timeout)
         super().__init__(parsed, idfactory, protocol, allowed_classes, missing_classes,
-                         signing_keys)
+                         signing_keys, conflicts)
         if self.idfactory.id_class is not IntId and not issubclass(self.idfactory.id_class, int):
             raise StoreError(f"{parsed.redacted}: SqlStore needs integer ids "
                              "(IdFactory(id_class=IntId))")
@@ -761,6 +762,18 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                 raise NotFoundError(f"{self._describe()}: no record {id_} to remove", id_)
 
         self._write_statement(self._stmts.delete, self._stmts.delete.single(int(id_)), check)
+
+    def _current_versions(self, ids: Sequence[Any]) -> dict[Any, int | None] | None:
+        if not self._versioned:
+            return None  # a GC3Pie table not adopted: no versions to compare
+        t = self.table
+        found: dict[Any, int | None] = {}
+        for start in range(0, len(ids), STREAM_BATCH_SIZE):
+            chunk = [int(i) for i in ids[start:start + STREAM_BATCH_SIZE]]
+            for batch in self._run_select(sa.select(t.c.id, t.c.version)
+                                          .where(t.c.id.in_(chunk)), named=False):
+                found.update((IntId(id_), version) for id_, version in batch)
+        return found
 
     def _ids(self) -> list[Any]:
         if self._txn is not None:

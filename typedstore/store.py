@@ -21,9 +21,9 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .allowlist import AllowFn
@@ -178,6 +178,27 @@ def _restore_stamp(obj: Any, stamp: Any) -> None:
         obj.__dict__.pop(VERSION_STAMP, None)
     else:
         obj.__dict__[VERSION_STAMP] = stamp
+
+
+#: ``conflicts=`` values: raise ConflictError (default), or overwrite.
+CONFLICT_ERROR, LAST_WRITER_WINS = "error", "last-writer-wins"
+CONFLICT_POLICIES = (CONFLICT_ERROR, LAST_WRITER_WINS)
+
+
+@dataclass
+class RefreshReport:
+    """What :meth:`Store.refresh` dropped from the identity map.
+
+    Attributes:
+        changed (list): ids whose records another writer changed since they
+            were read (or whose version is unknown).
+        removed (list): ids whose records are gone.
+        unchanged (int): objects left as they were.
+    """
+
+    changed: list[Any] = field(default_factory=list)
+    removed: list[Any] = field(default_factory=list)
+    unchanged: int = 0
 
 
 @dataclass
@@ -380,10 +401,17 @@ class Store(ABC):
         allowed_classes: Iterable[str | type] | AllowFn | None = None,
         missing_classes: str = "error",
         signing_keys: Iterable[str | bytes] | None = None,
+        conflicts: str = "error",
     ) -> None:
         if missing_classes not in ("error", "placeholder"):
             raise ValueError(f"missing_classes must be 'error' or 'placeholder', "
                              f"not {missing_classes!r}")
+        if conflicts not in CONFLICT_POLICIES:
+            raise ValueError(f"conflicts must be one of {', '.join(map(repr, CONFLICT_POLICIES))}"
+                             f", not {conflicts!r}")
+        #: Write over records others changed (GC3Pie's behaviour) instead of
+        #: raising ConflictError.
+        self._last_writer_wins = conflicts == LAST_WRITER_WINS
         self._placeholders = missing_classes == "placeholder"
         self._signer: Signer | None = make_signer(signing_keys)
         self.url = parse_store_url(url) if url is not None else None
@@ -653,6 +681,8 @@ class Store(ABC):
                 previous = self._coerce_id(old_id)
                 if previous != forced_id and self._identity.get(previous) is obj:
                     self._identity.discard(previous)
+        elif self._last_writer_wins:
+            expected = None
         elif self._identity.get(pid) is obj:
             expected = self._identity.version(pid)
         else:
@@ -914,6 +944,55 @@ class Store(ABC):
         """Forget loaded objects: the next ``load`` of any id reads the backing store."""
         with self._lock:
             self._identity.clear()
+
+    def refresh(self) -> RefreshReport:
+        """Bring the identity map up to date with what other processes committed.
+
+        One read of the stored versions of the mapped ids (a query on SQL,
+        the sidecar index on a file store): an object whose record another
+        writer changed or removed is dropped from the map; the rest stay as
+        they are. Dropped, not reloaded in place: an object the program holds
+        never changes under it (a thread working on it keeps a consistent
+        object), the next :meth:`load` gives the committed state, and saving
+        the dropped object raises :class:`ConflictError` (the version it was
+        read at is remembered), unless the store was made with
+        ``conflicts="last-writer-wins"``. Objects whose version this store
+        does not know (records of a GC3Pie table not adopted yet) are
+        dropped too.
+
+        Returns a :class:`RefreshReport`. Raises :class:`TransactionError`
+        inside a transaction of the calling thread (its own writes would be
+        taken for others').
+        """
+        with self._lock:
+            if self._own_txn() is not None:
+                raise TransactionError(
+                    f"{self._describe()}: refresh() inside a transaction: commit or roll "
+                    "it back first (the transaction's own writes are not others' changes)")
+            mapped = self._identity.versions()
+            report = RefreshReport()
+            if not mapped:
+                return report
+            current = self._current_versions([id_ for id_, _ in mapped])
+            for id_, version in mapped:
+                if current is not None and id_ not in current:
+                    report.removed.append(id_)
+                elif current is None or version is None or current[id_] != version:
+                    report.changed.append(id_)
+                else:
+                    report.unchanged += 1
+                    continue
+                self._identity.evict(id_)
+            if report.changed or report.removed:
+                log.debug("%s: refresh dropped %d changed and %d removed object(s)",
+                          self._describe(), len(report.changed), len(report.removed))
+            return report
+
+    def _current_versions(self, ids: Sequence[Any]) -> dict[Any, int | None] | None:
+        """The stored version of each of ``ids`` that is still stored (``None``
+        for a record without one); ``None`` if this backend keeps no versions
+        (every mapped object then counts as changed)."""
+        return None
 
     def pre_fork(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Prepare for ``os.fork()``: release connections a child must not share.
