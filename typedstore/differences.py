@@ -12,17 +12,23 @@ and exits 0 when no action is needed, 1 otherwise.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+import shlex
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
 
 from .defaults import ID_COUNTER_TABLE
 from .schema import (
+    MODULE_PLACEHOLDER,
     RowModel,
     add_columns_command,
+    column_kind,
+    command_url,
     drift,
+    model_note,
     model_spec,
+    password_note,
     revision_command,
     upgrade_command,
 )
@@ -79,9 +85,9 @@ def describe(diffs: list[Any], url: str, table: str, row_model: RowModel,
     objects, the commands in them naming ``url`` (password hidden) and ``table``."""
     model = row_model.__name__ if row_model is not None else "the row model"
     if row_model is None:
-        model_note = " (none was given: pass the row model, --row-model module:Class)"
+        no_model = " (none was given: pass the row model, --row-model module:Class)"
     else:
-        model_note = ""
+        no_model = ""
     add = add_columns_command(url, table, row_model)
     generate = revision_command(url, table, row_model, "describe the change")
     migrate = (f"generate a reviewed migration with: {generate}" if generate
@@ -99,7 +105,8 @@ def describe(diffs: list[Any], url: str, table: str, row_model: RowModel,
             name = diff[1].name
             fix = upgrade_command(url, name if name != ID_COUNTER_TABLE else table, row_model)
             out.append(Difference(
-                "missing_table", table, name, None, "table", True,
+                "missing_table", table, name, None,
+                row_model.__name__ if row_model is not None else None, True,
                 f"table `{name}` does not exist: create it with: {fix}"))
         elif kind in ("add_column", "remove_column"):
             column = diff[3]
@@ -114,7 +121,7 @@ def describe(diffs: list[Any], url: str, table: str, row_model: RowModel,
                 out.append(Difference(
                     "extra_column", table, column.name, shown, None, False,
                     f"column `{column.name}` ({shown}) is in the database but not in {model}"
-                    f"{model_note}: add it to the row model, or leave it: extra columns are "
+                    f"{no_model}: add it to the row model, or leave it: extra columns are "
                     "kept"))
         elif kind in ("add_index", "remove_index"):
             index = diff[1]
@@ -129,8 +136,22 @@ def describe(diffs: list[Any], url: str, table: str, row_model: RowModel,
                 out.append(Difference(
                     "extra_index", table, str(index.name), columns, None, False,
                     f"index `{index.name}` on ({columns}) is in the database but not in "
-                    f"{model}{model_note}: leave it (extra indexes are kept), or drop it with "
+                    f"{model}{no_model}: leave it (extra indexes are kept), or drop it with "
                     "a migration"))
+        elif kind == "modify_type" and name_of(diff) == "id" and \
+                column_kind(diff[5], dialect) == column_kind(diff[6], dialect) == "int":
+            _, _, _, name, _, have, need = diff
+            out.append(Difference(
+                "type", table, name, _type(have, dialect), _type(need, dialect), False,
+                f"column `id` is {_type(have, dialect)} in the database, typedstore makes it "
+                f"{_type(need, dialect)}: a table GC3Pie made; typedstore reads and writes it "
+                "as it is (nothing to do)"))
+        elif kind == "modify_nullable" and name_of(diff) == "state" and diff[5]:
+            out.append(Difference(
+                "nullable", table, "state", "NULL allowed", "NOT NULL", False,
+                "column `state` allows NULL in the database, typedstore makes it NOT NULL: a "
+                "table GC3Pie made (GC3Pie's writes may leave it NULL); typedstore reads and "
+                "writes it as it is (nothing to do)"))
         elif kind == "modify_type":
             _, _, _, name, _, have, need = diff
             out.append(Difference(
@@ -151,7 +172,16 @@ def describe(diffs: list[Any], url: str, table: str, row_model: RowModel,
             out.append(Difference(
                 "other", table, str(diff[1] if len(diff) > 1 else ""), None, None, True,
                 f"{kind}: {diff!r}"))
-    return out
+    # A command naming a password placeholder or MODULE says what to put there.
+    shown_url = shlex.quote(command_url(url))
+    return [replace(d, message=d.message + password_note(url) * (shown_url in d.message)
+                    + model_note(row_model) * (f"{MODULE_PLACEHOLDER}:" in d.message))
+            for d in out]
+
+
+def name_of(diff: tuple[Any, ...]) -> str | None:
+    """The column a ``modify_*`` difference of Alembic's is about."""
+    return str(diff[3]) if len(diff) > 3 else None
 
 
 def _flatten(diffs: list[Any]) -> list[tuple[Any, ...]]:

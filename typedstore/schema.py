@@ -905,7 +905,7 @@ def _file_in_folder(script: ScriptDirectory, table: str, folder: Path | None,
         environment = getattr(context, "environment_context", None)
         revision_context = getattr(environment, "context_opts", {}).get("revision_context")
         autogenerate = bool(getattr(revision_context, "command_args", {}).get("autogenerate"))
-        if autogenerate and row_model is None:
+        if autogenerate and row_model is None and not _checking(environment):
             raise CommandError(
                 f"table {table}: autogenerate needs the row model: -x "
                 "row_model=pkg.mod:Class (without it every typed column of the table "
@@ -940,6 +940,15 @@ def _file_in_folder(script: ScriptDirectory, table: str, folder: Path | None,
                      directive.head or "the newest revision")
 
     return process
+
+
+def _checking(environment: Any) -> bool:
+    """Whether the alembic command running is ``alembic check``, which writes
+    nothing: without a row model it compares typedstore's columns only (the typed
+    columns are kept, as ``typedstore check`` says)."""
+    options = getattr(getattr(environment, "config", None), "cmd_opts", None)
+    command_fn = (getattr(options, "cmd", None) or (None,))[0]
+    return getattr(command_fn, "__name__", None) == "check"
 
 
 def remove_leftovers(connection: sa.Connection, table: str) -> list[str]:

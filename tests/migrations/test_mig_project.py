@@ -12,6 +12,7 @@ processes, run in a project directory outside the repository.
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -20,9 +21,11 @@ from pathlib import Path
 import pytest
 
 import typedstore
-from tests.migrations.support import Db, unique_table
+from tests.migrations.models import M1, make_jobs
+from tests.migrations.support import Db, gc3pie_create_table, run_typedstore, unique_table
 from tests.migrations.test_mig_init import CORES_FIELD, JOB_MODULE, project_env, run
 from typedstore import SchemaError
+from typedstore.differences import differences
 from typedstore.scaffold import NEXT_STEP, table_directory
 from typedstore.schema import command_url, password_note, project_config
 
@@ -197,9 +200,10 @@ def test_autogenerate_never_drops_a_column(sqlite_db: Db, tmp_path: Path) -> Non
                "--autogenerate", "-m", "oops", expect=255)
     assert "autogenerate needs the row model: -x row_model=pkg.mod:Class" in done.stderr
     assert not list((project / "migrations" / "versions").rglob("*.py"))
-    done = run(project, "alembic", "-x", f"url={url}", "-x", f"table={table}", "check",
-               expect=255)
-    assert "autogenerate needs the row model" in done.stderr
+    # alembic check writes nothing: without a row model the typed columns are kept.
+    done = run(project, "alembic", "-x", f"url={url}", "-x", f"table={table}", "check")
+    assert "No new upgrade operations detected" in done.stdout + done.stderr
+    assert "column cores kept" in done.stderr
     # A field removed from the row model: its column is kept.
     (project / "jobs.py").write_text(JOB_MODULE.format(table=table))
     done = run(project, "alembic", "-x", f"url={url}", "-x", "row_model=jobs:JobRow",
@@ -298,3 +302,29 @@ def test_alembic_upgrades_take_the_schema_lock(backend: str, request: pytest.Fix
         codes = [line.split(" ", 1)[0] for line in done.stdout.splitlines()]
         assert codes == ["0", "0"], done.stdout
         assert typedstore.drift(url, table) == []
+
+
+def test_check_of_an_adopted_gc3pie_table_needs_no_action(db: Db) -> None:
+    """GC3Pie's ``id INTEGER`` and nullable ``state`` are notes: the store opens and
+    saves on such a table as it is."""
+    table = unique_table()
+    db.execute(gc3pie_create_table(db.backend, table))
+    url = db.at(table)
+    typedstore.upgrade(url, row_model=M1)
+    with typedstore.make_store(url, row_model=M1) as store:
+        store.save_many(make_jobs(0, 2))
+    found = differences(url, row_model=M1)
+    assert not [d for d in found if d.action_needed], found
+    notes = {d.name: d.message for d in found}
+    assert "a table GC3Pie made" in notes["state"]
+    if db.backend != "sqlite":
+        assert "a table GC3Pie made" in notes["id"]
+    done = run_typedstore("check", url, "--row-model", "tests.migrations.models:M1")
+    assert "ACTION" not in done.stdout and "in step" in done.stdout
+
+
+def test_a_missing_tables_json_names_the_row_model(sqlite_db: Db) -> None:
+    done = run_typedstore("check", sqlite_db.at("nosuch"), "--row-model",
+                          "tests.migrations.models:M1", "--json", expect=1)
+    [missing] = [d for d in json.loads(done.stdout)["differences"] if d["name"] == "nosuch"]
+    assert missing["kind"] == "missing_table" and missing["row_model"] == "M1"
