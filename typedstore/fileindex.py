@@ -25,13 +25,26 @@ whose row model does not cover every column leaves the rows it writes marked
 ``_pending = 2`` ("other columns stale"), and a store that covers them rebuilds
 such rows before its next query. So a store opened without a row model never
 spoils the typed index of one opened with it.
+
+Versions: each row carries ``_version``, the version of the record file it
+was made from (1 for a new record, one more per commit that rewrites it). A
+record's *effective* version is that of the file actually on disk, found
+from its row and the file's stamp (:func:`effective_version`): the row's
+when the row was made from that file; one less when the row was staged by a
+commit that has not renamed its file yet (or died before it did); unknown in
+a store GC3Pie also writes, when the file is not the row's (GC3Pie rewrote
+it). Commits compare it with the version the saved object was read at, under
+the commit lock. Record files never hold versions (GC3Pie reads them as they
+are). Rows rebuilt from the files (:meth:`FileIndex.refresh`) keep their
+version when the file is the row's, take one less when a dead commit staged
+the row, one more when another program rewrote the file, and 1 when new.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +83,16 @@ ROW_FORMAT = 2
 #: the bytes read.
 Extracted = tuple[dict[str, Any] | None, str | None, int | None]
 
+#: The index columns that say which version a record file is:
+#: ``(_version, _stamp, _pending, _writer)`` (see :func:`effective_version`).
+VersionRow = tuple[int | None, str | None, int, str | None]
+#: What a load needs of a record's row: ``(_checksum, _mac, _stamp, _pending,
+#: _writer, _version)``.
+Seal = tuple[int | None, str | None, str | None, int, str | None, int | None]
+
+#: Ids per ``IN (...)`` list when reading versions (under SQLite's variable limit).
+VERSION_CHUNK = 500
+
 
 def file_stamp(path: str | os.PathLike[str]) -> str | None:
     """``"inode:size:mtime_ns"`` of a record file (``None`` if it is gone).
@@ -90,6 +113,50 @@ def record_stamp(directory: Path, id_: str) -> str | None:
     standing for it (GC3Pie died between its two renames)."""
     stamp = file_stamp(directory / id_)
     return stamp if stamp is not None else file_stamp(directory / (id_ + BACKUP_SUFFIX))
+
+
+def staged_by_commit(pending: int | None, writer: str | None) -> bool:
+    """Whether a row was staged by a commit (marked as being written with a
+    commit's token) rather than settled or marked for indexing again."""
+    return pending == WRITING and writer is not None and writer != REINDEX
+
+
+def effective_version(row: VersionRow | None, stamp: str | None,
+                      gc3pie_compatible: bool) -> int | None:
+    """The version of record file stamped ``stamp`` whose index row is ``row``
+    (``None``: unknown).
+
+    * no row: unknown;
+    * the row was made from this very file (same stamp): the row's version;
+    * the row was staged by a commit and the file is another one: the commit
+      has not renamed its file yet, or died before it did; the file is the
+      version before the row's;
+    * a settled row and another file: in a store GC3Pie also writes, GC3Pie
+      rewrote it (unknown); elsewhere the same bytes touched or copied back
+      (the row's version; the checksum still guards the content).
+    """
+    if row is None:
+        return None
+    version, row_stamp, pending, writer = row
+    if version is None:
+        return None
+    if row_stamp is not None and row_stamp == stamp:
+        return version
+    if staged_by_commit(pending, writer):
+        return version - 1
+    return None if gc3pie_compatible else version
+
+
+def _rebuilt_version(old: dict[str, Any] | None, stamp: str | None) -> int:
+    """The version of a row :meth:`FileIndex.refresh` makes again from the file
+    stamped ``stamp`` (``None``: rewritten while read), given the ``old`` row."""
+    if old is None or old["_version"] is None:
+        return 1
+    if old["_stamp"] is not None and old["_stamp"] == stamp:
+        return int(old["_version"])
+    if staged_by_commit(old["_pending"], old["_writer"]):
+        return int(old["_version"]) - 1  # a dead commit's row: the file is the one before
+    return int(old["_version"]) + 1  # rewritten by another program
 
 
 def _seqno(name: str) -> int:
@@ -139,6 +206,10 @@ class FileIndex:
             # class missing there, the allow-list, damage...): the row is kept,
             # flagged, and each store instance tries it again on its first query.
             sa.Column(UNREADABLE_COLUMN, sa.Text, nullable=True),
+            # The version of the record file the row was made from (1 for a new
+            # record, one more per commit that rewrites it; see effective_version).
+            # NULL in rows written before versions: unknown.
+            sa.Column("_version", sa.Integer, nullable=True),
         ]
         self.table = sa.Table("records", new_metadata(), *columns)
         #: Index columns this store added (or made again with a new type) on open.
@@ -262,8 +333,8 @@ class FileIndex:
         marks = ", ".join("?" for _ in columns)
         updates = ", ".join(f"{quote(c.name)} = excluded.{quote(c.name)}" for c in columns
                             if c.name != "id")
-        self._seal_sql = (f"SELECT {CHECKSUM_COLUMN}, {MAC_COLUMN}, _stamp, _pending "
-                          "FROM records WHERE id = ?")
+        self._seal_sql = (f"SELECT {CHECKSUM_COLUMN}, {MAC_COLUMN}, _stamp, _pending, "
+                          "_writer, _version FROM records WHERE id = ?")
         self._upsert_sql = (f"INSERT INTO records ({names}) VALUES ({marks}) "
                             f"ON CONFLICT (id) DO UPDATE SET {updates}")
         dialect = self.engine.dialect
@@ -441,6 +512,7 @@ class FileIndex:
             after = record_stamp(directory, id_)
             stamp = before if after == before else None
             old = self._row(id_)
+            version = _rebuilt_version(old, stamp)
             if old is not None and old["_stamp"] is not None and old["_stamp"] == stamp:
                 # The row describes this very file: its writer's checksum and MAC hold.
                 seal = {CHECKSUM_COLUMN: old[CHECKSUM_COLUMN], MAC_COLUMN: old[MAC_COLUMN]}
@@ -458,7 +530,7 @@ class FileIndex:
                 values.setdefault("state", UNKNOWN_STATE)
             rows.append(self._row_params({**values, "id": id_, "_seqno": _seqno(id_),
                                           "_pending": done, "_stamp": stamp, **seal,
-                                          UNREADABLE_COLUMN: problem}))
+                                          "_version": version, UNREADABLE_COLUMN: problem}))
         if rows:
             log.info("file store index: indexed %d record(s) from their pickles%s", len(rows),
                      f" ({unreadable} unreadable here, kept and flagged)" if unreadable else "")
@@ -483,12 +555,27 @@ class FileIndex:
 
     # ------------------------------------------------------------ integrity
 
-    def seal(self, id_: str) -> tuple[int | None, str | None, str | None, int] | None:
-        """``(checksum, MAC, stamp, pending)`` of record ``id_``'s row, if it has one
-        (one indexed lookup on the index's own connection: every load asks)."""
-        row: tuple[int | None, str | None, str | None, int] | None = self._driver().execute(
-            self._seal_sql, (id_,)).fetchone()
+    def seal(self, id_: str) -> Seal | None:
+        """``(checksum, MAC, stamp, pending, writer, version)`` of record ``id_``'s
+        row, if it has one (one indexed lookup on the index's own connection:
+        every load asks)."""
+        row: Seal | None = self._driver().execute(self._seal_sql, (id_,)).fetchone()
         return row
+
+    def versions(self, ids: Sequence[str]) -> dict[str, VersionRow]:
+        """``(_version, _stamp, _pending, _writer)`` of the rows of ``ids`` that
+        have one, by id (:data:`VERSION_CHUNK` ids per statement, on the
+        index's own connection)."""
+        db = self._driver()
+        found: dict[str, VersionRow] = {}
+        for start in range(0, len(ids), VERSION_CHUNK):
+            chunk = list(ids[start:start + VERSION_CHUNK])
+            marks = ", ".join("?" for _ in chunk)
+            for id_, version, stamp, pending, writer in db.execute(
+                    "SELECT id, _version, _stamp, _pending, _writer FROM records "
+                    f"WHERE id IN ({marks})", chunk):
+                found[id_] = (version, stamp, pending, writer)
+        return found
 
     def store_mac(self, id_: str, stamp: str, mac: str, payload_checksum: int) -> bool:
         """Record ``mac`` as record ``id_``'s MAC, and ``stamp`` as its file's, if

@@ -30,6 +30,14 @@ durable, then writes a journal of the renames and deletions, applies them, and
 removes the journal; whoever opens the store next after a crash in between
 finishes the journal. Commits and recovery of journals hold
 ``META/commit.lock`` so processes never apply the same journal at once.
+
+Versions and conflicts: the version of each record lives in its index row
+(never in the record file, which stays GC3Pie's); see
+:mod:`typedstore.fileindex`. Under the commit lock, before staging anything,
+a commit compares the stored version of every record it rewrites with the
+version the saved object was read at; any difference refuses the whole
+commit with :class:`~typedstore.errors.ConflictError` (its temporary files
+removed, nothing written).
 """
 
 from __future__ import annotations
@@ -59,8 +67,16 @@ from .defaults import (
     NETWORK_FILESYSTEM,
     STREAM_BATCH_SIZE,
 )
-from .errors import LoadError, NotFoundError, SaveError, StoreError
-from .fileindex import WRITING, Extracted, FileIndex, file_stamp
+from .errors import ConflictError, LoadError, NotFoundError, SaveError, StoreError
+from .fileindex import (
+    WRITING,
+    Extracted,
+    FileIndex,
+    Seal,
+    effective_version,
+    file_stamp,
+    record_stamp,
+)
 from .gc3pie_ids import Gc3PieCounter
 from .ids import BlockSequence, FileCounter, Id, IdFactory
 from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, Record, checksum
@@ -231,12 +247,14 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._commit_lock = ProcessLock(self._meta / "commit.lock", self._lock_timeout,
                                         url.redacted, "commit lock")
         self._tmp_counter = itertools.count()
-        self._pending: dict[Any, tuple[bytes, dict[str, Any]] | None] = {}
+        #: Writes of the open transaction: ``id -> (payload, index values, expected
+        #: version)`` (``None`` expected: not checked), or ``_DELETE``.
+        self._pending: dict[Any, tuple[bytes, dict[str, Any], int | None] | None] = {}
         #: Directory entries that are not records, warned about once.
         self._odd_entries: set[str] = set()
         #: Index rows a query read, by id: ``_sealed`` uses one (instead of a
         #: lookup) when it describes the file read.
-        self._seal_hints: dict[str, tuple[Any, ...]] = {}
+        self._seal_hints: dict[str, Seal] = {}
         super().__init__(url, idfactory, protocol, allowed_classes, missing_classes,
                          signing_keys, conflicts)
         self._identity.stamp = os.path.realpath(self.directory)
@@ -396,7 +414,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         """
         hint = self._seal_hints.pop(str(id_), None)
         # A query's row describing this very file saves the lookup.
-        row: tuple[Any, ...] | None
+        row: Seal | None
         if hint is not None and hint[2] == stamp:
             row = hint
         else:
@@ -404,9 +422,11 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 row = self.index.seal(str(id_))
         if row is None:
             return Record(payload, None, stamp=stamp)
-        stored_checksum, mac, row_stamp, pending = row
+        stored_checksum, mac, row_stamp, pending, writer, row_version = row
+        version = effective_version((row_version, row_stamp, pending, writer), stamp,
+                                    self.gc3pie_compatible)
         if row_stamp == stamp or (pending != WRITING and not self.gc3pie_compatible):
-            return Record(payload, None, stored_checksum, mac, stamp)
+            return Record(payload, version, stored_checksum, mac, stamp)
         if again and self._signer is not None:
             time.sleep(GC3PIE_REWRITE_PAUSE)
             try:
@@ -416,7 +436,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                                 f"({exc.strerror or exc})", id_) from exc
             return self._sealed(id_, payload, f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}",
                                 again=False)
-        return Record(payload, None, stamp=stamp)
+        return Record(payload, version, stamp=stamp)
 
     def _read_backup(self, id_: Any) -> Record | None:
         """The ``.OLD`` copy of a record that did not load; without one, the record
@@ -472,8 +492,10 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 f"{self._describe()}: new id {id_} is already taken by a record; the id "
                 "factory's sequence is not this store's (shared between stores?)", id_)
         stored_checksum, mac = self._seal(id_, payload)
+        # Checked (and the new version computed) at commit, under the commit lock.
         self._pending[id_] = (payload, {**self.index.values(obj, id_),
-                                        CHECKSUM_COLUMN: stored_checksum, MAC_COLUMN: mac})
+                                        CHECKSUM_COLUMN: stored_checksum, MAC_COLUMN: mac},
+                              expected)
         return None
 
     def _delete(self, id_: Any) -> None:
@@ -513,19 +535,20 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             return
         staged: list[tuple[str, str | None]] = []  # (record name, temp name or None=delete)
         index_rows: list[tuple[str, dict[str, Any]]] = []
+        # Record name -> (id, expected version) of each record written.
+        written_ids: dict[str, tuple[Any, int | None]] = {}
         try:
             for id_, entry in pending.items():
                 if entry is _DELETE:
                     staged.append((str(id_), None))
                     continue
-                payload, values = entry
+                payload, values, expected = entry
                 written, stamp = self._write_temp(id_, payload)
                 staged.append((str(id_), written))
                 index_rows.append((str(id_), {**values, "_stamp": stamp}))
+                written_ids[str(id_)] = (id_, expected)
         except BaseException:
-            for _, tmp_name in staged:
-                if tmp_name is not None:
-                    _unlink(os.path.join(self._tmpdir, tmp_name))
+            self._drop_temps(staged)
             raise
         deletes = [name for name, tmp_name in staged if tmp_name is None]
         first = staged[0][0]
@@ -535,6 +558,13 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             self._recover_journal()
             tmp_journal = self._meta / f"journal.{os.getpid()}{_TMP_SUFFIX}"
             try:
+                try:
+                    versions = self._check_versions(written_ids)
+                except BaseException:
+                    self._drop_temps(staged)
+                    raise
+                for name, values in index_rows:
+                    values["_version"] = versions[name]
                 self.index.stage(index_rows, deletes)
                 if len(staged) > 1:
                     with open(tmp_journal, "w") as stream:
@@ -574,6 +604,64 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             # (or before a query, or on close). Until then they read as pending,
             # which is never wrong, only more work for a query elsewhere.
             self.index.defer_settle([name for name, _ in index_rows], deletes)
+        for name, (id_, _) in written_ids.items():
+            self._identity.set_version(id_, versions[name])
+
+    def _drop_temps(self, staged: list[tuple[str, str | None]]) -> None:
+        """Remove the temporary files of a commit that does not happen."""
+        for _, tmp_name in staged:
+            if tmp_name is not None:
+                _unlink(os.path.join(self._tmpdir, tmp_name))
+
+    def _check_versions(self, written: dict[str, tuple[Any, int | None]]) -> dict[str, int]:
+        """The new version of each record a commit writes (``written``: record name
+        -> id and expected version), after checking that each write with an
+        expected version finds that version stored; raises :class:`ConflictError`
+        naming every id that does not. The caller holds the commit lock: no
+        other commit moves a version meanwhile.
+
+        The new version is one more than the stored one (than its row's when
+        the stored one is unknown, GC3Pie having rewritten the file: higher
+        than any version a reader was given; 1 for a new record).
+        """
+        if not written:
+            return {}
+        names = list(written)
+        with self._index_errors("reading the stored versions", SaveError, names[0]):
+            rows = self.index.versions(names)
+        versions: dict[str, int] = {}
+        conflicts: list[tuple[Any, int, int | None, bool]] = []  # id, expected, found, gone
+        for name, (id_, expected) in written.items():
+            row = rows.get(name)
+            stamp = file_stamp(self._path(name))
+            current = None if stamp is None else effective_version(row, stamp,
+                                                                   self.gc3pie_compatible)
+            if expected is not None and current != expected:
+                gone = stamp is None and record_stamp(self.directory, name) is None
+                conflicts.append((id_, expected, current, gone))
+                continue
+            if current is None:
+                current = row[0] if row is not None and row[0] is not None else 0
+            versions[name] = current + 1
+        if conflicts:
+            raise self._conflict(conflicts)
+        return versions
+
+    def _conflict(self, conflicts: list[tuple[Any, int, int | None, bool]]) -> ConflictError:
+        """The error of a commit refused because records changed since they were read."""
+        parts = []
+        for id_, expected, found, gone in conflicts[:5]:
+            what = ("removed" if gone else
+                    f"changed (now version {found})" if found is not None else
+                    "rewritten by another program (its version is unknown)")
+            parts.append(f"record {id_} was {what} by another writer since this store "
+                         f"read version {expected}")
+        more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
+        id_, expected, found, _ = conflicts[0]
+        return ConflictError(
+            f"{self._describe()}: {'; '.join(parts)}{more}; nothing of the commit was "
+            "written; load it again and reapply the change",
+            [c[0] for c in conflicts], expected, found)
 
     def _apply(self, staged: list[tuple[str, str | None]]) -> None:
         """Rename temporaries over records and delete removed ones (idempotent)."""
@@ -603,6 +691,24 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             self.index.refresh(self.directory, self._record_names, self._extract,
                                watch=self.gc3pie_compatible)
         return Query(self, conditions, equal)
+
+    def _current_versions(self, ids: Sequence[Any]) -> dict[Any, int | None] | None:
+        """The version of each of ``ids`` still stored (``None``: unknown), from the
+        index brought up to date as :meth:`query` does, and each file's stamp."""
+        with self._lock, self._commit_lock, self._index_errors("reading the stored versions"):
+            self.index.refresh(self.directory, self._record_names, self._extract,
+                               watch=self.gc3pie_compatible)
+            rows = self.index.versions([str(id_) for id_ in ids])
+        found: dict[Any, int | None] = {}
+        for id_ in ids:
+            name = str(id_)
+            stamp = file_stamp(self._path(name))
+            if stamp is None:
+                if record_stamp(self.directory, name) is not None:
+                    found[id_] = None  # only GC3Pie's backup is there: unknown
+                continue  # removed
+            found[id_] = effective_version(rows.get(name), stamp, self.gc3pie_compatible)
+        return found
 
     def _extract(self, name: str) -> Extracted:
         """Index values of record ``name`` read by this process (see FileIndex.refresh).
@@ -665,15 +771,17 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
 
     def _object_columns(self) -> list[Any]:
         c = self.table.c
-        return [c.id, c[CHECKSUM_COLUMN], c[MAC_COLUMN], c._stamp, c._pending]
+        # After the id, a Seal (what _sealed needs, version included).
+        return [c.id, c[CHECKSUM_COLUMN], c[MAC_COLUMN], c._stamp, c._pending, c._writer,
+                c._version]
 
     def _load_rows(self, batches: Any) -> Any:
         hints = self._seal_hints
         hints.clear()
         with contextlib.closing(iter(batches)) as stream:  # the index cursor, even after an error
             for batch in stream:
-                for id_, *seal in batch:
-                    hints[id_] = tuple(seal)
+                for id_, checksum_, mac, stamp, pending, writer, version in batch:
+                    hints[id_] = (checksum_, mac, stamp, pending, writer, version)
                     try:
                         obj = self.load(id_)
                     except NotFoundError:

@@ -34,15 +34,6 @@ with make_store(url) as store:
 """
 
 
-@pytest.fixture
-def sql_only(backend: str) -> None:
-    if backend == "file":
-        pytest.skip("the file store keeps versions with issue 14, item 1")
-
-
-pytestmark = pytest.mark.usefixtures("sql_only")
-
-
 def other_process(store_url: str, changed: Any, removed: Any) -> str:
     done = subprocess.run([sys.executable, "-c", OTHER_PROCESS, store_url, str(changed),
                            str(removed)], capture_output=True, text=True, timeout=120)

@@ -27,12 +27,6 @@ class Box(Persistable):
         self.child = child
 
 
-@pytest.fixture
-def sql_only(backend: str) -> None:
-    if backend == "file":
-        pytest.skip("the file store gets versions with issue 14")
-
-
 def bump_elsewhere(open_store: Callable[..., Store], id_: Any, to: int) -> None:
     other = open_store()
     job = other.load(id_)
@@ -47,9 +41,6 @@ def assert_conflict_writes_nothing(store: Store, obj: Any, open_store: Callable[
         store.save(obj)
     assert str(info.value.ids[0]) == str(id_)
     assert open_store().load(id_).count == stored
-
-
-pytestmark = pytest.mark.usefixtures("sql_only")
 
 
 def test_load_then_save(open_store: Callable[..., Store]) -> None:
