@@ -127,7 +127,9 @@ def effective_version(row: VersionRow | None, stamp: str | None,
     (``None``: unknown).
 
     * no row: unknown;
-    * the row was made from this very file (same stamp): the row's version;
+    * the row was made from this very file (same stamp): the row's version
+      (0 for a row written before versions existed: the first commit over it
+      makes it 1, and a save of what was read before that commit conflicts);
     * the row was staged by a commit and the file is another one: the commit
       has not renamed its file yet, or died before it did; the file is the
       version before the row's;
@@ -138,10 +140,10 @@ def effective_version(row: VersionRow | None, stamp: str | None,
     if row is None:
         return None
     version, row_stamp, pending, writer = row
-    if version is None:
-        return None
     if row_stamp is not None and row_stamp == stamp:
-        return version
+        return version if version is not None else 0
+    if version is None:
+        return None  # a row of older code, describing another file
     if staged_by_commit(pending, writer):
         return version - 1
     return None if gc3pie_compatible else version
@@ -150,13 +152,14 @@ def effective_version(row: VersionRow | None, stamp: str | None,
 def _rebuilt_version(old: dict[str, Any] | None, stamp: str | None) -> int:
     """The version of a row :meth:`FileIndex.refresh` makes again from the file
     stamped ``stamp`` (``None``: rewritten while read), given the ``old`` row."""
-    if old is None or old["_version"] is None:
+    if old is None:
         return 1
+    version = int(old["_version"] or 0)  # 0: a row written before versions existed
     if old["_stamp"] is not None and old["_stamp"] == stamp:
-        return int(old["_version"])
-    if staged_by_commit(old["_pending"], old["_writer"]):
-        return int(old["_version"]) - 1  # a dead commit's row: the file is the one before
-    return int(old["_version"]) + 1  # rewritten by another program
+        return version
+    if staged_by_commit(old["_pending"], old["_writer"]) and old["_version"] is not None:
+        return version - 1  # a dead commit's row: the file is the one before
+    return version + 1  # rewritten by another program
 
 
 def _seqno(name: str) -> int:
@@ -208,7 +211,7 @@ class FileIndex:
             sa.Column(UNREADABLE_COLUMN, sa.Text, nullable=True),
             # The version of the record file the row was made from (1 for a new
             # record, one more per commit that rewrites it; see effective_version).
-            # NULL in rows written before versions: unknown.
+            # NULL in rows written before versions: 0 while the file is the row's.
             sa.Column("_version", sa.Integer, nullable=True),
         ]
         self.table = sa.Table("records", new_metadata(), *columns)

@@ -266,3 +266,28 @@ def test_record_files_hold_no_version(tmp_path: Path) -> None:
         store.save(job)
     assert (directory / str(id_)).read_bytes() == first
     assert store._current_versions([id_]) == {id_: 3}
+
+
+def test_index_from_before_versions_gets_the_column_and_checks_at_once(tmp_path: Path) -> None:
+    """An index.db written before versions (no ``_version`` column) gets the column
+    on open, without indexing anything again; its records count as version 0, so
+    the first commit over one is already checked."""
+    import sqlite3
+
+    directory = tmp_path / "jobs"
+    store = FilesystemStore(directory)
+    id_ = store.save(DemoJob("job", 1, []))
+    store.close()
+    index = directory.parent / f".{directory.name}.typedstore" / "index.db"
+    with sqlite3.connect(index) as db:
+        db.execute("ALTER TABLE records DROP COLUMN _version")
+    first, second = FilesystemStore(directory), FilesystemStore(directory)
+    assert first.index.added == []  # typedstore's own column: nothing indexed again
+    mine, theirs = first.load(id_), second.load(id_)
+    assert first._current_versions([id_]) == {id_: 0}
+    theirs.requested_cores = 2
+    second.save(theirs)
+    mine.requested_cores = 3
+    with pytest.raises(ConflictError, match="now version 1"):
+        first.save(mine)
+    assert FilesystemStore(directory).load(id_).requested_cores == 2
