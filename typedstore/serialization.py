@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, SupportsIndex
 from .allowlist import AllowFn, AllowList, split_name
 from .defaults import DEFAULT_PROTOCOL
 from .errors import LoadError, UnsafeLoadError
+from .guarded import GuardedUnpickler
 from .ids import GC3PIE_PAYLOAD_PROTOCOL, gc3pie_payload
 from .ids import _pickling as _id_pickling
 
@@ -498,83 +499,13 @@ class _RecordUnpickler(_RecordMapping, pickle.Unpickler):
     """The C unpickler, mapping classes and resolving references (no allow-list)."""
 
 
-class _GuardedUnpickler(_RecordMapping, pickle._Unpickler):
-    """The Python unpickler, for loads under an allow-list: an allowed class is
-    only ever *called*. The objects a payload did not make -- the globals it
-    names (classes, vetted builtins) and the objects of the records it
-    references -- are never the target of BUILD (``setattr`` on a class would
-    change it for the whole process: ``Job.command = "rm ..."``) nor of the
-    opcodes that fill containers, and a referenced record's object is never
-    called. The C unpickler offers no hook for that, so this one is used only
-    when an allow-list is in force (it costs about 5 times more per record).
-    """
-
-    dispatch = dict(pickle._Unpickler.dispatch)
-
-    def __init__(self, stream: io.BytesIO) -> None:
-        super().__init__(stream)
-        #: id() -> object of everything the payload did not make (kept alive here,
-        #: so that no id is reused while this load runs).
-        self.outside: dict[int, Any] = {}
-        self.referenced: set[int] = set()
-
-    def find_class(self, module: str, name: str) -> Any:
-        found = super().find_class(module, name)
-        self.outside[id(found)] = found
-        return found
+class _GuardedUnpickler(_RecordMapping, GuardedUnpickler):
+    """The guarded Python unpickler (:mod:`typedstore.guarded`), mapping classes
+    and resolving references: loads under an allow-list. The allow-list
+    (``_RecordMapping.find_class``) decides before the guard notes a global."""
 
     def persistent_load(self, pid: Any) -> Any:
-        obj = super().persistent_load(pid)
-        self.outside[id(obj)] = obj
-        self.referenced.add(id(obj))
-        return obj
-
-    def _untouchable(self, target: Any, opcode: str) -> None:
-        if id(target) in self.outside:
-            what = (f"the class {target.__module__}.{target.__qualname__}"
-                    if isinstance(target, type) else
-                    f"an object it does not make ({type(target).__name__})")
-            raise UnsafeLoadError(
-                f"record {self.record_id}: its {opcode} would change {what}, which "
-                "outlives the record (a planted record); nothing of the record was "
-                "loaded", self.record_id, opcode)
-
-    def _uncallable(self, target: Any, opcode: str) -> None:
-        if id(target) in self.referenced:
-            raise UnsafeLoadError(
-                f"record {self.record_id}: its {opcode} would call the object of a record "
-                f"it references ({type(target).__name__}); nothing of the record was "
-                "loaded", self.record_id, opcode)
-
-
-def _guard(opcode: bytes, name: str, target: Callable[[Any], Any],
-           check: Callable[[_GuardedUnpickler, Any, str], None]) -> None:
-    """Make ``_GuardedUnpickler`` run ``check(unpickler, target(unpickler), name)``
-    before pickle's own implementation of ``opcode``."""
-    original: Callable[[Any], None] = pickle._Unpickler.dispatch[opcode[0]]
-
-    def guarded(self: Any) -> None:
-        check(self, target(self), name)
-        original(self)
-
-    _GuardedUnpickler.dispatch[opcode[0]] = guarded
-
-
-# Targets where pickle._Unpickler finds them: on the stack below the operands,
-# or (opcodes after a MARK) on top of the stack below the mark.
-_guard(pickle.BUILD, "BUILD", lambda u: u.stack[-2], _GuardedUnpickler._untouchable)
-_guard(pickle.APPEND, "APPEND", lambda u: u.stack[-2], _GuardedUnpickler._untouchable)
-_guard(pickle.SETITEM, "SETITEM", lambda u: u.stack[-3], _GuardedUnpickler._untouchable)
-_guard(pickle.APPENDS, "APPENDS", lambda u: u.metastack[-1][-1], _GuardedUnpickler._untouchable)
-_guard(pickle.SETITEMS, "SETITEMS", lambda u: u.metastack[-1][-1],
-       _GuardedUnpickler._untouchable)
-_guard(pickle.ADDITEMS, "ADDITEMS", lambda u: u.metastack[-1][-1],
-       _GuardedUnpickler._untouchable)
-_guard(pickle.REDUCE, "REDUCE", lambda u: u.stack[-2], _GuardedUnpickler._uncallable)
-_guard(pickle.NEWOBJ, "NEWOBJ", lambda u: u.stack[-2], _GuardedUnpickler._uncallable)
-_guard(pickle.NEWOBJ_EX, "NEWOBJ_EX", lambda u: u.stack[-3], _GuardedUnpickler._uncallable)
-_guard(pickle.OBJ, "OBJ", lambda u: u.stack[0],
-       _GuardedUnpickler._uncallable)
+        return self.outsider(super().persistent_load(pid))
 
 
 class _LoadFrame:

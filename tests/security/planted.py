@@ -91,6 +91,23 @@ def tampering(victim: str, reference: bytes) -> dict[str, bytes]:
             reference + pickle.BINPERSID + _state(name=_text("hijacked"))),
         "calling a referenced record's object": _record(
             _call(reference + pickle.BINPERSID, _text("x"))),
+        # Found by a second attack on the guard:
+        "a top object that is an allowed class": _record(
+            _global("typedstore.serialization", "Persistable")),
+        "a top object that is a referenced record's object": _record(
+            reference + pickle.BINPERSID),
+        "_reconstructor building on a referenced record's object": _record(
+            _call(_global("copyreg", "_reconstructor"), _global(victim, "Job"),
+                  reference + pickle.BINPERSID, _text("hijacked"))),
+        "BUILD on an enum member": _record(
+            _call(_global(victim, "Color"), pickle.BININT1 + bytes([1]))
+            + _state(_name_=_text("GREEN")) + pickle.POP + pickle.NONE),
+        "a __setstate__ planted in a new object's __dict__": _record(
+            _global(victim, "Job") + pickle.EMPTY_TUPLE + pickle.NEWOBJ
+            + pickle.EMPTY_DICT + _text("__setstate__") + reference + pickle.BINPERSID
+            + pickle.SETITEM + pickle.BUILD + _text("name") + pickle.BUILD),
+        "a codec module imported by _codecs.encode": _record(
+            _call(_global("_codecs", "encode"), _text("x"), _text("uu_codec"))),
     }
 
 
