@@ -492,6 +492,11 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 f"{self._describe()}: new id {id_} is already taken by a record; the id "
                 "factory's sequence is not this store's (shared between stores?)", id_)
         stored_checksum, mac = self._seal(id_, payload)
+        earlier = self._pending.get(id_)
+        if expected is None and earlier is not None:
+            # Written again in this transaction (the map holds no version for it
+            # until the commit): the commit still checks what the first write expected.
+            expected = earlier[2]
         # Checked (and the new version computed) at commit, under the commit lock.
         self._pending[id_] = (payload, {**self.index.values(obj, id_),
                                         CHECKSUM_COLUMN: stored_checksum, MAC_COLUMN: mac},

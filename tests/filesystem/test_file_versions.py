@@ -291,3 +291,22 @@ def test_index_from_before_versions_gets_the_column_and_checks_at_once(tmp_path:
     with pytest.raises(ConflictError, match="now version 1"):
         first.save(mine)
     assert FilesystemStore(directory).load(id_).requested_cores == 2
+
+
+def test_object_saved_twice_in_a_transaction_is_still_checked(tmp_path: Path) -> None:
+    """Writes are checked at commit: a second save of the same object in the
+    transaction keeps the version its first save expected."""
+    directory = tmp_path / "jobs"
+    store = FilesystemStore(directory)
+    id_ = store.save(DemoJob("job", 1, []))
+    mine = store.load(id_)
+    other = FilesystemStore(directory)
+    theirs = other.load(id_)
+    theirs.requested_cores = 2
+    other.save(theirs)
+    with pytest.raises(ConflictError), store.transaction():
+        mine.requested_cores = 3
+        store.save(mine)
+        mine.requested_cores = 4
+        store.save(mine)
+    assert FilesystemStore(directory).load(id_).requested_cores == 2
