@@ -70,6 +70,8 @@ REINDEX = "columns"
 PARTIAL = ":partial"
 #: The index column flagging a record its last indexer could not read.
 UNREADABLE_COLUMN = "_unreadable"
+#: The index column with the checksum a row held before its last commit.
+PREVIOUS_CHECKSUM = "_previous_checksum"
 
 #: How rows store their values: 2 since the type map (:mod:`typedstore.typemap`:
 #: UTC datetimes, scaled decimals...). Rows of an older index are made again from
@@ -106,6 +108,18 @@ def file_stamp(path: str | os.PathLike[str]) -> str | None:
     except FileNotFoundError:
         return None
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _damaged(old: dict[str, Any], read_checksum: int | None, stamp: str | None,
+             watch: bool) -> bool:
+    """Whether a file read for a row that describes another file is damage:
+    not in a store other programs write (``watch``), the row has a checksum,
+    and the bytes read match neither it (the writer's file, touched or copied
+    back) nor the checksum the row held before its last commit (the file that
+    commit was to replace: it died before renaming)."""
+    return (not watch and stamp is not None and read_checksum is not None
+            and old[CHECKSUM_COLUMN] is not None
+            and read_checksum not in (old[CHECKSUM_COLUMN], old[PREVIOUS_CHECKSUM]))
 
 
 def record_stamp(directory: Path, id_: str) -> str | None:
@@ -213,6 +227,11 @@ class FileIndex:
             # record, one more per commit that rewrites it; see effective_version).
             # NULL in rows written before versions: 0 while the file is the row's.
             sa.Column("_version", sa.Integer, nullable=True),
+            # The checksum the row held before its last commit staged it: a
+            # reader finding the file of a row that is staged but not settled
+            # tells the previous version (the commit died before its rename)
+            # from damage by it (see refresh).
+            sa.Column(PREVIOUS_CHECKSUM, sa.BigInteger, nullable=True),
         ]
         self.table = sa.Table("records", new_metadata(), *columns)
         #: Index columns this store added (or made again with a new type) on open.
@@ -334,8 +353,11 @@ class FileIndex:
         quote = self.engine.dialect.identifier_preparer.quote
         names = ", ".join(quote(c.name) for c in columns)
         marks = ", ".join("?" for _ in columns)
-        updates = ", ".join(f"{quote(c.name)} = excluded.{quote(c.name)}" for c in columns
-                            if c.name != "id")
+        # The previous checksum comes from the row being replaced, not the new values.
+        updates = ", ".join(
+            f"{quote(c.name)} = records.{CHECKSUM_COLUMN}" if c.name == PREVIOUS_CHECKSUM
+            else f"{quote(c.name)} = excluded.{quote(c.name)}"
+            for c in columns if c.name != "id")
         self._seal_sql = (f"SELECT {CHECKSUM_COLUMN}, {MAC_COLUMN}, _stamp, _pending, "
                           "_writer, _version FROM records WHERE id = ?")
         self._upsert_sql = (f"INSERT INTO records ({names}) VALUES ({marks}) "
@@ -519,6 +541,19 @@ class FileIndex:
             if old is not None and old["_stamp"] is not None and old["_stamp"] == stamp:
                 # The row describes this very file: its writer's checksum and MAC hold.
                 seal = {CHECKSUM_COLUMN: old[CHECKSUM_COLUMN], MAC_COLUMN: old[MAC_COLUMN]}
+            elif old is not None and _damaged(old, read_checksum, stamp, watch):
+                # Neither the bytes its writer recorded nor those it replaced: a
+                # damaged file (in a store no other program writes). The row keeps
+                # the writer's values, checksum and MAC, so queries find the record
+                # and loading it is a DamagedRecordError, never the damage indexed
+                # as if it were the record.
+                seal = {CHECKSUM_COLUMN: old[CHECKSUM_COLUMN], MAC_COLUMN: old[MAC_COLUMN]}
+                values = {k: v for k, v in old.items() if not k.startswith("_")}
+                problem = ("damaged: its file matches neither the checksum its writer "
+                           "recorded nor the one before")
+                version = old["_version"]
+                log.warning("file store index: record %s is damaged (%s); its row is kept, "
+                            "flagged", id_, problem)
             else:
                 # Another version of the file than the writer's (or no writer's row):
                 # the checksum of what was read, and never a MAC (only a key holder

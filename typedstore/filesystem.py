@@ -733,7 +733,13 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                         name, exc)
             return None, f"{type(exc).__name__}: {exc}", None
         try:
-            obj = self.load(name)
+            pid = self._coerce_id(name)
+            with self._lock:
+                # A mapped object may not be what the file holds (changed in
+                # memory, or read before GC3Pie rewrote the file): the index
+                # describes the file.
+                obj = (self.load(pid) if self._identity.get(pid) is None
+                       else self._load_unmapped(pid))
             return self.index.values(obj, name), None, read_checksum
         except NotFoundError:
             return None, None, None

@@ -857,6 +857,16 @@ class Store(ABC):
             mapped.append(pid)
         return obj
 
+    def _load_unmapped(self, pid: Any) -> Any:
+        """The object of record ``pid`` as stored now, checked as :meth:`load`
+        checks it, and not mapped: for reading a record whose mapped object
+        may differ from it (changed in memory, or read before another program
+        rewrote the record). Records it references come from the map."""
+        record = self._read(pid)
+        verify(self._describe, pid, record.payload, record.checksum, record.mac,
+               self._signer)
+        return self._unpickle(pid, record.payload)
+
     def _unpickle(self, pid: Any, payload: bytes) -> Any:
         return apply_upgrades(loads(payload, self._resolve_reference, record_id=pid,
                                     allow=self._allow, owner=self,
