@@ -15,9 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 from tests.migrations.support import gc3pie_create_table
+from tests.stress import size
 
 OPENERS = 4
-ROUNDS = 3
+ROUNDS = size(1, 3, "TYPEDSTORE_OPEN_RACE_ROUNDS")
 
 
 def _open_and_save(url: str, barrier: Any, queue: Any) -> None:

@@ -7,7 +7,6 @@ may ever be seen by another thread, and no driver error may escape.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 from collections.abc import Callable
@@ -15,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from tests.stress import size
 from typedstore import Persistable, Store
 
 #: Operations per thread (the issue asks 8 x 500; CI runs the same).
-OPS = int(os.environ.get("TYPEDSTORE_THREAD_OPS", "500"))
+OPS = size(500, 2000, "TYPEDSTORE_THREAD_OPS")
 THREADS = 8
 
 

@@ -10,12 +10,11 @@ exception type, and never a hang (an alarm fails the example after
 ``HANG_SECONDS``). Unchecked records may load as something else (that is what
 checksums are for), but still only ever raise a LoadError.
 
-Examples per backend: ``TYPEDSTORE_FUZZ_EXAMPLES`` (default 30).
+Examples per backend: ``TYPEDSTORE_FUZZ_EXAMPLES``, else 30 (300 with ``TYPEDSTORE_STRESS=full``).
 """
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,12 +23,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.stress import size
 from typedstore import LoadError, make_store
 
 from .samples import Sample, samples
 from .storage import read_raw, write_raw
 
-EXAMPLES = int(os.environ.get("TYPEDSTORE_FUZZ_EXAMPLES", "30"))
+EXAMPLES = size(30, 300, "TYPEDSTORE_FUZZ_EXAMPLES")
 HANG_SECONDS = 20
 
 

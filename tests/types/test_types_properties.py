@@ -15,7 +15,7 @@ is saved on SQLite, PostgreSQL, MariaDB and the file store, and:
   ``SaveError`` on all four and leaves the stored rows unchanged.
 
 Bounded (:data:`EXAMPLES` examples, each on the four backends) so it runs in about a
-minute; ``TYPEDSTORE_PROPERTY_EXAMPLES`` raises it for a longer search.
+minute; ``TYPEDSTORE_PROPERTY_EXAMPLES`` (or ``TYPEDSTORE_STRESS=full``: 200) raises it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import operator
-import os
 import re
 import uuid
 from collections.abc import Callable
@@ -34,13 +33,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.stress import size
 from tests.types.typed_models import FIELDS, Color, Mode, Thing, TypedRow, normalised, order_key
 from typedstore import QueryError, SaveError, Store
 
 OpenAll = Callable[..., dict[str, Store]]
 
 #: Generated examples; each one is saved and queried on all four backends.
-EXAMPLES = int(os.environ.get("TYPEDSTORE_PROPERTY_EXAMPLES", "40"))
+EXAMPLES = size(25, 200, "TYPEDSTORE_PROPERTY_EXAMPLES")
 
 INT64 = (-(2**63), 2**63 - 1)
 
