@@ -583,9 +583,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 # Nothing is renamed yet: the commit did not happen. Its files go
                 # (a full disk must not stay full of them); rows it staged are
                 # marked as being written, which a query checks against the files.
-                for _, tmp_name in staged:
-                    if tmp_name is not None:
-                        _unlink(os.path.join(self._tmpdir, tmp_name))
+                self._drop_temps(staged)
                 _unlink(tmp_journal)
                 cause = (exc.strerror or exc) if isinstance(exc, OSError) else \
                     f"its sidecar index failed: {getattr(exc, 'orig', None) or exc}"
