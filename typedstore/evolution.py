@@ -229,16 +229,23 @@ def rewrite_all(store: Store, *, batch_size: int = STREAM_BATCH_SIZE,
     with _progress(len(ids), "rewriting records", progress) as advance:
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
+            # Loaded before the batch's transaction: a record that cannot be
+            # loaded (refused by the allow-list, damaged...) is skipped and
+            # named, and does not doom the transaction of the others.
+            loaded = []
+            for id_ in chunk:
+                try:
+                    obj = store.load(id_)
+                except StoreError as exc:
+                    log.warning("%s: record %s not rewritten: %s", store._describe(), id_, exc)
+                    skipped.append((id_, str(exc)))
+                    continue
+                if isinstance(obj, MissingClass):
+                    skipped.append((id_, f"class {obj.missing_class} is missing"))
+                    continue
+                loaded.append((id_, obj))
             with store.transaction():
-                for id_ in chunk:
-                    try:
-                        obj = store.load(id_)
-                    except StoreError as exc:
-                        skipped.append((id_, str(exc)))
-                        continue
-                    if isinstance(obj, MissingClass):
-                        skipped.append((id_, f"class {obj.missing_class} is missing"))
-                        continue
+                for id_, obj in loaded:
                     store.replace(id_, obj)
             store.invalidate_cache()
             advance(len(chunk))

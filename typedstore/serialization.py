@@ -343,13 +343,14 @@ def allow_list(names: Iterable[str | type]) -> AllowList:
 
 def make_allow(allowed_classes: Iterable[str | type] | AllowFn | None) -> AllowFn | None:
     """The allow function of a store's ``allowed_classes`` argument: ``None``
-    (no allow-list), a function taking ``(module, name)``, an
+    (no allow-list), a function taking ``(module, name)`` (a global is admitted
+    only when it returns ``True`` itself), an
     :class:`~typedstore.allowlist.AllowList` (copied, with the class aliases'
     targets added) or a list of classes and names (:func:`allow_list`).
 
     Raises TypeError for one string (a list of names is meant).
     """
-    if isinstance(allowed_classes, str):
+    if isinstance(allowed_classes, (str, bytes)):
         raise TypeError(f"allowed_classes is a list of names or classes, not the "
                         f"string {allowed_classes!r}")
     if isinstance(allowed_classes, type):
@@ -470,10 +471,16 @@ class _RecordMapping(_UnpicklerBase):
     def find_class(self, module: str, name: str) -> Any:
         module, name = _CLASS_ALIASES.get((module, name), (module, name))
         allow = self.allow
-        if allow is not None and not allow(module, name):
-            explain = getattr(allow, "refusal", None)
-            raise self._refused(module, name, explain(module, name) if explain is not None
-                                else "is not allowed by this store's allow-list")
+        if allow is not None:
+            verdict = allow(module, name)
+            if verdict is not True:
+                # Only True admits: a policy function answering "no", or None,
+                # must not admit everything by being truthy or forgetful.
+                explain = getattr(allow, "refusal", None)
+                why = (explain(module, name) if explain is not None and verdict is False
+                       else "is not allowed by this store's allow-list" if verdict is False
+                       else f"is refused: the allow function answered {verdict!r}, not True")
+                raise self._refused(module, name, why)
         try:
             found = super().find_class(module, name)
         except (ImportError, AttributeError):

@@ -184,11 +184,31 @@ def test_allowed_classes_argument_forms(open_store: Callable[..., Store],
     plant(writer, bad, planted(str(marker), VICTIM)["os.system"])
     with pytest.raises(UnsafeLoadError):
         open_store(allowed_classes=Job).load(bad)
+    # A policy function admits a global only by answering True itself.
+    with pytest.raises(UnsafeLoadError, match="answered 'no'"):
+        open_store(allowed_classes=lambda module, name: "no").load(bad)
     assert not marker.exists()
-    for wrong in (os, 42):
+    for wrong in (os, 42, b"mypkg.*"):
         with pytest.raises(TypeError, match="allowed_classes"):
             open_store(allowed_classes=wrong)
     with pytest.raises(ValueError, match="not a class"):
         AllowList(["os.system"])
     with pytest.raises(ValueError, match="not a class"):
         AllowList([f"{VICTIM}.run_command"])
+
+
+def test_rewrite_skips_and_names_a_planted_record(open_store: Callable[..., Store],
+                                                  tmp_path: Path) -> None:
+    """``rewrite_all`` (``typedstore rewrite --allow``) under an allow-list: the
+    planted record is refused, skipped and named; the others are rewritten."""
+    from typedstore import rewrite_all
+
+    marker = tmp_path / "marker"
+    writer = open_store()
+    good = writer.save(Job("good"))
+    bad = writer.save(Job("to be replaced by the planted payload"))
+    plant(writer, bad, planted(str(marker), VICTIM)["os.system"])
+    skipped = rewrite_all(open_store(allowed_classes=ALLOWED), progress=False)
+    assert [str(id_) for id_, _ in skipped] == [str(bad)] and "os.system" in skipped[0][1]
+    assert not marker.exists()
+    assert open_store(allowed_classes=ALLOWED).load(good).name == "good"
