@@ -67,6 +67,13 @@ class Difference:
         return asdict(self)
 
 
+def _gc3pie_id(diff: tuple[Any, ...], dialect: sa.Dialect) -> bool:
+    """Whether ``diff`` is the ``id`` column GC3Pie made as another integer type
+    (typedstore uses it as it is)."""
+    return (diff[0] == "modify_type" and name_of(diff) == "id"
+            and column_kind(diff[5], dialect) == column_kind(diff[6], dialect) == "int")
+
+
 def _type(type_: Any, dialect: sa.Dialect) -> str:
     try:
         return str(type_.compile(dialect=dialect))
@@ -88,13 +95,16 @@ def describe(diffs: list[Any], url: str, table: str, row_model: RowModel,
         no_model = " (none was given: pass the row model, --row-model module:Class)"
     else:
         no_model = ""
-    add = add_columns_command(url, table, row_model)
+    flat = _flatten(diffs)
+    # `typedstore upgrade` adds columns but refuses a table whose columns changed
+    # type: beside such a change, only a migration brings the table in line.
+    retyped = any(d[0] == "modify_type" and not _gc3pie_id(d, dialect) for d in flat)
+    add = None if retyped else add_columns_command(url, table, row_model)
     generate = revision_command(url, table, row_model, "describe the change")
     migrate = (f"generate a reviewed migration with: {generate}" if generate
                else "write a reviewed migration (alembic revision --autogenerate -x "
                     "row_model=module:Class)")
     out: list[Difference] = []
-    flat = _flatten(diffs)
     # A missing table brings its indexes with it: one line for the table.
     missing = {d[1].name for d in flat if d[0] == "add_table"}
     flat = [d for d in flat
@@ -138,8 +148,7 @@ def describe(diffs: list[Any], url: str, table: str, row_model: RowModel,
                     f"index `{index.name}` on ({columns}) is in the database but not in "
                     f"{model}{no_model}: leave it (extra indexes are kept), or drop it with "
                     "a migration"))
-        elif kind == "modify_type" and name_of(diff) == "id" and \
-                column_kind(diff[5], dialect) == column_kind(diff[6], dialect) == "int":
+        elif kind == "modify_type" and _gc3pie_id(diff, dialect):
             _, _, _, name, _, have, need = diff
             out.append(Difference(
                 "type", table, name, _type(have, dialect), _type(need, dialect), False,

@@ -202,6 +202,19 @@ def init(directory: str | Path = ".", force: bool = False) -> list[Path]:
         raise StoreError(
             f"{', '.join(str(p) for p in differing)} already exist(s) with other contents; "
             "nothing was written (typedstore init --force overwrites them)")
+    # Revisions directly in migrations/versions (an older Alembic project's) run
+    # on every store table: each belongs in the folder of the table it is for.
+    versions = root / "migrations" / "versions"
+    shared = sorted(p for p in versions.glob("*.py") if p.name != "__init__.py") \
+        if versions.is_dir() else []
+    if shared:
+        message = (f"{', '.join(str(p) for p in shared)}: revision(s) directly in "
+                   f"{versions} run on every store table of a database; move each into "
+                   f"{versions}/<table>/ of the table it is for, or delete it")
+        if not force:
+            raise StoreError(f"{message}; nothing was written (typedstore init --force "
+                             "writes the files anyway)")
+        log.warning("%s", message)
     written: list[Path] = []
     for path, text in planned.items():
         if path.exists() and _read(path) == text:

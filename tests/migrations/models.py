@@ -39,6 +39,16 @@ class M2(StoreRow, table=True):
     cores: int | None = extracted(GET.requested_cores)
 
 
+class MRetyped(StoreRow, table=True):
+    """M2 with ``jobname`` turned into a number: a type change, which only a
+    migration makes."""
+
+    __tablename__ = "migrations_models_mretyped"
+
+    jobname: int | None = extracted(GET.jobname)
+    cores: int | None = extracted(GET.requested_cores)
+
+
 class MDefaults(StoreRow, table=True):
     """New columns of every kind the one-call upgrade adds: NOT NULL with a scalar
     default (one indexed), nullable ones."""

@@ -293,3 +293,37 @@ def test_a_revision_never_goes_into_the_installed_package(sqlite_db: Db, tmp_pat
     assert "would be written into the installed typedstore package" in done.stderr
     assert "version_locations" in done.stderr
     assert sorted(packaged.rglob("*.py")) == before
+
+
+def test_check_never_advises_an_upgrade_that_would_refuse(sqlite_db: Db) -> None:
+    """Beside a type change, `typedstore upgrade` refuses the table: a missing
+    column's advice is then the migration, never that command."""
+    from tests.migrations.models import MRetyped
+    from typedstore.differences import differences
+
+    table = unique_table()
+    url = sqlite_db.at(table)
+    typedstore.upgrade(url, row_model=M1)
+    found = {d.name: d for d in differences(url, table, MRetyped)}
+    assert found["jobname"].kind == "type" and found["jobname"].action_needed
+    assert found["cores"].kind == "missing_column"
+    assert "typedstore upgrade" not in found["cores"].message
+    assert "revision --autogenerate" in found["cores"].message
+    # Without the type change the cheap command is the advice.
+    plain = {d.name: d for d in differences(url, table, M2)}
+    assert "typedstore upgrade" in plain["cores"].message
+
+
+def test_init_refuses_revisions_every_table_would_run(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """An older Alembic project's revisions directly in migrations/versions would
+    run on every store table: named, nothing written; --force writes and warns."""
+    project = tmp_path / "project"
+    (project / "migrations" / "versions").mkdir(parents=True)
+    old = project / "migrations" / "versions" / "ce58486ea7d6_create_users.py"
+    old.write_text("revision = 'ce58486ea7d6'\ndown_revision = None\n")
+    with pytest.raises(typedstore.StoreError, match="run on every store table"):
+        init(project)
+    assert not (project / "alembic.ini").exists()
+    assert init(project, force=True)
+    assert "ce58486ea7d6_create_users.py" in caplog.text
