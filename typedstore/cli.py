@@ -29,6 +29,27 @@ from .urls import parse_store_url
 app = typer.Typer(help="Manage typedstore stores.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            shown = version("typedstore")
+        except PackageNotFoundError:  # run from a checkout that is not installed
+            shown = "unknown (not installed)"
+        typer.echo(f"typedstore {shown}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True,
+        help="print typedstore's version and exit")] = False,
+) -> None:
+    """Manage typedstore stores."""
+
 AllowOption = Annotated[
     list[str] | None, typer.Option(
         "--allow", help="unpickle only these classes: package.module.Class or package.* "
