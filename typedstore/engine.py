@@ -28,6 +28,7 @@ caller, and a ``connect_timeout`` or ``read_timeout`` in the URL, win.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import sqlite3
 import time
@@ -41,7 +42,7 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from .connections import CONNECTING, Timeouts
 from .deadlines import postgresql_connection_class
 from .defaults import SQLITE_PRAGMAS
-from .errors import UrlError
+from .errors import StoreError, UrlError
 from .urls import redact
 
 
@@ -69,6 +70,25 @@ def is_sqlite(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+#: The driver each server backend runs on, and the extra of typedstore that installs it.
+DRIVER_EXTRAS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", "mysql"),
+                 "mariadb": ("pymysql", "mysql")}
+
+
+def _require_driver(backend: str) -> None:
+    """Raise :class:`StoreError` naming the extra to install when the driver of
+    ``backend`` is not installed (instead of SQLAlchemy's bare ModuleNotFoundError)."""
+    if backend not in DRIVER_EXTRAS:
+        return
+    module, extra = DRIVER_EXTRAS[backend]
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise StoreError(
+            f"{backend} stores need the {module} driver, which is not installed here "
+            f"({exc}): pip install 'typedstore[{extra}]'") from exc
+
+
 def create_store_engine(url: str | sa.URL, timeouts: Timeouts | None = None,
                         **options: Any) -> sa.Engine:
     """Create the engine of a store for a SQLAlchemy URL (no ``#table=`` fragment).
@@ -79,6 +99,7 @@ def create_store_engine(url: str | sa.URL, timeouts: Timeouts | None = None,
     sa_url = sa.make_url(url)
     timeouts = timeouts or Timeouts.resolve()
     backend = sa_url.get_backend_name()
+    _require_driver(backend)
     if backend == "postgresql":
         options["connect_args"] = _postgresql_args(sa_url, timeouts,
                                                    dict(options.get("connect_args", {})))
