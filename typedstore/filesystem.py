@@ -561,7 +561,6 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             # A journal here was left by a process that died mid-commit (a live
             # one holds this lock while its journal exists): finish it first.
             self._recover_journal()
-            tmp_journal = self._meta / f"journal.{os.getpid()}{_TMP_SUFFIX}"
             try:
                 try:
                     versions = self._check_versions(written_ids)
@@ -572,11 +571,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                     values["_version"] = versions[name]
                 self.index.stage(index_rows, deletes)
                 if len(staged) > 1:
-                    with open(tmp_journal, "w") as stream:
-                        json.dump(staged, stream)
-                        stream.flush()
-                        os.fsync(stream.fileno())
-                    os.replace(tmp_journal, self._journal)
+                    tempfiles.replace_file(self._journal, json.dumps(staged))
                     if self._durable:
                         _fsync_dir(self._meta)
             except (OSError, sqlite3.Error, sa.exc.SQLAlchemyError) as exc:
@@ -584,7 +579,6 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 # (a full disk must not stay full of them); rows it staged are
                 # marked as being written, which a query checks against the files.
                 self._drop_temps(staged)
-                _unlink(tmp_journal)
                 cause = (exc.strerror or exc) if isinstance(exc, OSError) else \
                     f"its sidecar index failed: {getattr(exc, 'orig', None) or exc}"
                 raise SaveError(
@@ -825,7 +819,10 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             # a dead writer's.
             with os.scandir(self._meta) as entries:
                 for entry in entries:
-                    if entry.name.startswith("journal.") and entry.name.endswith(_TMP_SUFFIX):
+                    # ".journal.PID.tmp" (tempfiles.replace_file); "journal.PID.tmp"
+                    # from releases before it.
+                    if entry.name.startswith(("journal.", ".journal.")) and \
+                            entry.name.endswith(_TMP_SUFFIX):
                         log.info("%s: removing %s, left by a writer that died mid-commit",
                                  self._describe(), entry.name)
                         _unlink(entry.path)

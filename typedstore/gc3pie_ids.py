@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .defaults import GC3PIE_ID_FILE_DEFAULT, GC3PIE_ID_FILE_ENV, GC3PIE_ID_LOCK_TIMEOUT
 from .errors import LockTimeout, StoreError
+from .tempfiles import replace_file
 
 log = logging.getLogger(__name__)
 
@@ -193,12 +194,7 @@ class Gc3PieCounter:
                              "not take ids from it either")
         # Written whole to a temporary file and renamed: a crash leaves the old
         # or the new number, never a torn one (GC3Pie overwrites in place).
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "w") as stream:
-                stream.write(f"{last:08x}{_TRAILER}")
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(tmp, self.path)
+            replace_file(self.path, f"{last:08x}{_TRAILER}")
         except OSError as exc:
             raise StoreError(f"cannot write GC3Pie's id counter {self.path}: {exc}") from exc

@@ -22,7 +22,6 @@ the database) unless the caller supplied one.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import operator
 import os
@@ -37,6 +36,7 @@ from filelock import FileLock, Timeout
 from . import defaults
 from .defaults import ID_COUNTER_HOME_ENV
 from .errors import LockTimeout, SaveError
+from .tempfiles import replace_file
 
 #: A sequence hands out fresh numbers, with GC3Pie's calling convention
 #: (``gc3libs.utils.progressive_number``): called without arguments it returns
@@ -301,18 +301,10 @@ class FileCounter:
                 first = int(self.path.read_text().strip() or "1")
             except FileNotFoundError:
                 first = max(1, self.floor_fn() if self.floor_fn else 1)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             try:
-                with open(tmp, "w") as stream:
-                    stream.write(f"{first + n}\n")
-                    stream.flush()
-                    os.fsync(stream.fileno())
-                os.replace(tmp, self.path)
+                replace_file(self.path, f"{first + n}\n")
             except OSError as exc:
-                # A full disk or a quota: the counter is as it was, and keeps no
-                # half-written file of ours.
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+                # A full disk or a quota: the counter is as it was.
                 owner = f"{self.owner}: " if self.owner else ""
                 raise SaveError(f"{owner}the id counter {self.path} cannot be advanced: "
                                 f"{exc.strerror or exc}; no id was issued") from exc

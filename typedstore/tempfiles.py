@@ -17,11 +17,13 @@ a write fails) :func:`sweep` removes the temporary files whose writer is gone:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import socket
 import time
+from pathlib import Path
 
 from .defaults import STALE_TEMP_AGE
 
@@ -116,3 +118,22 @@ def sweep(directory: str, now: float | None = None) -> list[str]:
         log.info("removed %d temporary file(s) of writers that are gone from %s: %s",
                  len(removed), directory, ", ".join(sorted(removed)[:5]))
     return removed
+
+
+def replace_file(path: str | os.PathLike[str], text: str) -> None:
+    """Make ``path`` hold ``text``, whole or not at all: written to
+    ``.NAME.PID.tmp`` beside it, fsynced and renamed over it (a crash leaves
+    the old contents or the new, never a torn file). On failure (a full disk,
+    a quota) the temporary file is removed and the OSError raised."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}{SUFFIX}")
+    try:
+        with open(tmp, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -179,6 +179,8 @@ def test_a_transaction_past_a_size_limit_leaves_nothing_behind(tmp_path: Path) -
 def test_a_dead_writers_journal_temporary_goes(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path / "jobs")
     meta = Path(store._tmpdir).parent
-    (meta / "journal.99999999.tmp").write_text('[["job.1", ".tmp-x"]]')
+    for name in ("journal.99999999.tmp", ".journal.99999999.tmp"):  # older and current names
+        (meta / name).write_text('[["job.1", ".tmp-x"]]')
     FilesystemStore(tmp_path / "jobs")
     assert not (meta / "journal.99999999.tmp").exists()
+    assert not (meta / ".journal.99999999.tmp").exists()
