@@ -248,8 +248,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                                         url.redacted, "commit lock")
         self._tmp_counter = itertools.count()
         #: Writes of the open transaction: ``id -> (payload, index values, expected
-        #: version)`` (``None`` expected: not checked), or ``_DELETE``.
-        self._pending: dict[Any, tuple[bytes, dict[str, Any], int | None] | None] = {}
+        #: version, new)`` (``None`` expected: not checked; ``new``: an id just
+        #: issued, so version 1 with nothing to look up), or ``_DELETE``.
+        self._pending: dict[Any, tuple[bytes, dict[str, Any], int | None, bool] | None] = {}
         #: Directory entries that are not records, warned about once.
         self._odd_entries: set[str] = set()
         #: Index rows a query read, by id: ``_sealed`` uses one (instead of a
@@ -493,14 +494,15 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 "factory's sequence is not this store's (shared between stores?)", id_)
         stored_checksum, mac = self._seal(id_, payload)
         earlier = self._pending.get(id_)
-        if expected is None and earlier is not None:
+        if earlier is not None:
             # Written again in this transaction (the map holds no version for it
             # until the commit): the commit still checks what the first write expected.
-            expected = earlier[2]
+            expected = earlier[2] if expected is None else expected
+            new = earlier[3]
         # Checked (and the new version computed) at commit, under the commit lock.
         self._pending[id_] = (payload, {**self.index.values(obj, id_),
                                         CHECKSUM_COLUMN: stored_checksum, MAC_COLUMN: mac},
-                              expected)
+                              expected, new)
         return None
 
     def _delete(self, id_: Any) -> None:
@@ -540,18 +542,18 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             return
         staged: list[tuple[str, str | None]] = []  # (record name, temp name or None=delete)
         index_rows: list[tuple[str, dict[str, Any]]] = []
-        # Record name -> (id, expected version) of each record written.
-        written_ids: dict[str, tuple[Any, int | None]] = {}
+        # Record name -> (id, expected version, new) of each record written.
+        written_ids: dict[str, tuple[Any, int | None, bool]] = {}
         try:
             for id_, entry in pending.items():
                 if entry is _DELETE:
                     staged.append((str(id_), None))
                     continue
-                payload, values, expected = entry
+                payload, values, expected, new = entry
                 written, stamp = self._write_temp(id_, payload)
                 staged.append((str(id_), written))
                 index_rows.append((str(id_), {**values, "_stamp": stamp}))
-                written_ids[str(id_)] = (id_, expected)
+                written_ids[str(id_)] = (id_, expected, new)
         except BaseException:
             self._drop_temps(staged)
             raise
@@ -601,7 +603,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             # (or before a query, or on close). Until then they read as pending,
             # which is never wrong, only more work for a query elsewhere.
             self.index.defer_settle([name for name, _ in index_rows], deletes)
-        for name, (id_, _) in written_ids.items():
+        for name, (id_, _, _) in written_ids.items():
             self._identity.set_version(id_, versions[name])
 
     def _drop_temps(self, staged: list[tuple[str, str | None]]) -> None:
@@ -610,25 +612,27 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             if tmp_name is not None:
                 _unlink(os.path.join(self._tmpdir, tmp_name))
 
-    def _check_versions(self, written: dict[str, tuple[Any, int | None]]) -> dict[str, int]:
+    def _check_versions(self, written: dict[str, tuple[Any, int | None, bool]]
+                        ) -> dict[str, int]:
         """The new version of each record a commit writes (``written``: record name
-        -> id and expected version), after checking that each write with an
-        expected version finds that version stored; raises :class:`ConflictError`
-        naming every id that does not. The caller holds the commit lock: no
-        other commit moves a version meanwhile.
+        -> id, expected version, whether the id was just issued), after checking
+        that each write with an expected version finds that version stored;
+        raises :class:`ConflictError` naming every id that does not. The caller
+        holds the commit lock: no other commit moves a version meanwhile.
 
         The new version is one more than the stored one (than its row's when
         the stored one is unknown, GC3Pie having rewritten the file: higher
         than any version a reader was given; 1 for a new record).
         """
-        if not written:
-            return {}
-        names = list(written)
+        versions = {name: 1 for name, (_, _, new) in written.items() if new}
+        names = [name for name in written if name not in versions]
+        if not names:
+            return versions  # new records only: nothing stored to compare
         with self._index_errors("reading the stored versions", SaveError, names[0]):
             rows = self.index.versions(names)
-        versions: dict[str, int] = {}
         conflicts: list[tuple[Any, int, int | None, bool]] = []  # id, expected, found, gone
-        for name, (id_, expected) in written.items():
+        for name in names:
+            id_, expected, _ = written[name]
             row = rows.get(name)
             stamp = file_stamp(self._path(name))
             current = None if stamp is None else effective_version(row, stamp,
