@@ -1242,6 +1242,28 @@ def _upgrade_file_store(url: str, row_model: RowModel, extra_fields: ExtraFields
 
 
 @contextmanager
+def schema_transaction(connection: sa.Connection, table: str) -> Iterator[None]:
+    """A transaction on ``connection`` that holds ``table``'s schema lock
+    (:func:`schema_lock`) until it has committed or rolled back.
+
+    On MySQL/MariaDB the lock is a session's named lock: released inside the
+    transaction, it let another process read the version table before the last
+    revision's ``UPDATE`` had committed and find the table "behind" (a race
+    seen once in about a hundred four-process opens). So there it is taken
+    before ``BEGIN`` and released after the end; on PostgreSQL the advisory
+    lock ends with the transaction anyway.
+    """
+    if _is_mysql(connection):
+        with schema_lock(connection, table):
+            connection.commit()  # the one the lock's SELECT began: BEGIN anew
+            with connection.begin():
+                yield
+    else:
+        with connection.begin(), schema_lock(connection, table):
+            yield
+
+
+@contextmanager
 def schema_lock(connection: sa.Connection, table: str) -> Iterator[None]:
     """Let one process at a time change the schema of ``table``.
 
@@ -1603,8 +1625,8 @@ def upgrade(url: str, table: str | None = None, row_model: RowModel = None,
         return _upgrade_file_store(url, row_model, extra_fields)
     ini = project_config(config)
     target, table = _target(url, table, row_model)
-    with connected(url, target, sqlite_immediate=True) as conn, conn.begin(), \
-            schema_lock(conn, table):
+    with connected(url, target, sqlite_immediate=True) as conn, \
+            schema_transaction(conn, table):
         migrate(conn, url, table, revision, row_model=row_model, ini=ini)
         if revision != "head":
             return []

@@ -65,7 +65,7 @@ from .schema import (
     inspect_store,
     migrate,
     refuse_foreign,
-    schema_lock,
+    schema_transaction,
     typedstore_upgrade_command,
     upgrade_command,
     version_table,
@@ -337,7 +337,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         read again under the lock, which that process holds meanwhile.
         """
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                conn.begin(), schema_lock(conn, table):
+                schema_transaction(conn, table):
             state = inspect_store(conn, table)
             if not state.exists or state.revisions is None:
                 if state.exists:
@@ -357,7 +357,11 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
     def _ready(state: TableState, wanted: sa.Table, url: str) -> bool:
         """Whether the table needs no schema work: it exists, is typedstore's, at the
         code's revision, with every wanted column and a wide enough payload column."""
-        if not state.exists or state.revisions is None or state.payload_limit is not None:
+        # No revision yet (MariaDB: Alembic's version table is committed empty
+        # before the first revision runs) or no bookkeeping columns: another
+        # process may be adopting it right now; look again under the lock.
+        if not state.exists or not state.revisions or state.legacy \
+                or state.payload_limit is not None:
             return False
         try:
             check_store(state, wanted, url)
