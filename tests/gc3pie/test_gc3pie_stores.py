@@ -287,6 +287,28 @@ def test_typedstore_reads_gc3pie_store(
     assert named["outer"].children[0] is named["inner"]
 
 
+def test_references_read_from_gc3pie_records(backend: str, gc3: Gc3Side, stores: Stores) -> None:
+    """The references of records GC3Pie wrote, read from their payloads without
+    loading them (typedstore.references), are the Persistables each one holds."""
+    from typedstore.references import referenced_ids
+    from typedstore.serialization import Persistable
+
+    written = gc3.write()
+    sanity(written)
+    store = stores.open()
+    loaded, errors = load_all(store)
+    assert not errors
+    with_children = 0
+    for id_, obj in loaded.items():
+        payload = bytes(store._read(store._coerce_id(id_)).payload)
+        found = {store._coerce_id(ref) for ref in referenced_ids(payload, id_)}
+        held = {child.persistent_id for child in getattr(obj, "children", ())
+                if isinstance(child, Persistable)}
+        assert found == held, f"record {id_}: read {found}, holds {held}"
+        with_children += bool(held)
+    assert with_children >= 4
+
+
 def test_gc3pie_reads_records_typedstore_added(
     backend: str, gc3: Gc3Side, stores: Stores, gc3_counts: list[str],
     record_property: Callable[[str, Any], None],

@@ -1,0 +1,176 @@
+"""Reference tracking: which record references which, read from payloads without running them.
+
+A record's payload names the Persistables it references by persistent id
+(:mod:`typedstore.serialization`). A store that writes a record knows them
+already (the pickler asked for each); for records written by someone else
+(GC3Pie, or typedstore before reference tracking) :func:`referenced_ids`
+reads them out of the pickle with a *skeleton* unpickler: every class the
+payload names is replaced by an inert stand-in, no module is imported and no
+callable of the payload's is called, so a planted record cannot run code
+here. Only the id classes (typedstore's and GC3Pie's ``Id``/``IntId``) are
+rebuilt, as plain ``str``/``int``.
+
+The graph itself lives in the backend (a ``typedstore_refs_<table>`` table
+on SQL: :func:`typedstore.tables.refs_table`). Roots, for :meth:`pack
+<typedstore.store.Store.pack>`, are records saved directly by the user at
+least once; records only ever stored because another record referenced them
+are children, collected once nothing reachable from a root references them
+(mark and sweep, as ZODB's and Durus's pack).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LoadError
+
+#: ``_root`` values: saved directly by the user at least once; only ever
+#: stored as another record's child. NULL: not known (a record written by
+#: GC3Pie, or before reference tracking): kept by pack, its references read
+#: from its payload before anything relies on them.
+ROOT, CHILD = 1, 0
+
+#: The column of a store table (and of a file store's index) holding it.
+ROOT_COLUMN = "_root"
+
+#: Classes a persistent id is pickled as, and what each becomes.
+_INT_IDS = {
+    ("typedstore.ids", "IntId"),
+    ("gc3libs.persistence.sql", "IntId"),
+    ("builtins", "int"),
+}
+_STR_IDS = {
+    ("typedstore.ids", "Id"),
+    ("gc3libs.persistence.idfactory", "Id"),
+    ("gc3libs.persistence", "Id"),
+    ("builtins", "str"),
+}
+
+
+class _Inert:
+    """Stands in for every class a payload names: takes any arguments and
+    state, and does nothing with them."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:
+        return object.__new__(_Inert)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Inert:
+        return _Inert()
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def append(self, item: Any) -> None:
+        pass
+
+    def extend(self, items: Any) -> None:
+        pass
+
+    def add(self, item: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+class _IntRef:
+    """An ``IntId`` as a plain ``int``: GC3Pie's ``IntId(prefix, seqno)`` (as
+    ``NEWOBJ``), ``IntId(5)``, or ``copyreg._reconstructor(IntId, int, 5)``."""
+
+    def __new__(cls, *args: Any) -> Any:
+        return int(args[-1])
+
+
+class _StrRef:
+    """An ``Id`` as a plain ``str``: ``Id("job.3")`` or GC3Pie's ``Id(prefix, seqno)``."""
+
+    def __new__(cls, *args: Any) -> Any:
+        if len(args) >= 2:
+            return f"{args[0]}.{args[1]}"
+        return str(args[0]) if args else ""
+
+
+def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
+    """``copyreg._reconstructor`` for the skeleton: ids rebuilt, the rest inert."""
+    if cls is _IntRef or cls is _StrRef:
+        return cls(state)
+    return _Inert()
+
+
+class _SkeletonUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """pickle's Python unpickler with every class inert (see the module docstring)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self.found: list[Any] = []
+        # BUILD on whatever a payload made does nothing (an int id has no __dict__).
+        self.dispatch = dict(self.dispatch)
+        self.dispatch[pickle.BUILD[0]] = _SkeletonUnpickler._build
+
+    def _build(self) -> None:
+        self.stack.pop()
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _INT_IDS:
+            return _IntRef
+        if (module, name) in _STR_IDS:
+            return _StrRef
+        if (module, name) in (("copyreg", "_reconstructor"), ("copy_reg", "_reconstructor")):
+            return _reconstructor
+        return _Inert
+
+    def persistent_load(self, pid: Any) -> Any:
+        self.found.append(pid)
+        return _Inert()
+
+
+def referenced_ids(payload: bytes, record_id: Any = None) -> list[Any]:
+    """The persistent ids a payload references, in order of first mention
+    (``int`` or ``str``, as pickled), read without running anything the
+    payload names.
+
+    Raises :class:`~typedstore.errors.LoadError` naming ``record_id`` if the
+    payload is not a pickle this can read, or a reference is not an id.
+    """
+    skeleton = _SkeletonUnpickler(payload)
+    try:
+        skeleton.load()
+    except Exception as exc:
+        raise LoadError(f"record {record_id}: its references cannot be read from its "
+                        f"payload ({type(exc).__name__}: {exc})", record_id) from exc
+    ids: dict[Any, None] = {}
+    for pid in skeleton.found:
+        if isinstance(pid, bool) or not isinstance(pid, (int, str)):
+            raise LoadError(f"record {record_id}: a reference in its payload is a "
+                            f"{type(pid).__name__}, not an id", record_id)
+        ids[pid] = None
+    return list(ids)
+
+
+@dataclass
+class PackReport:
+    """What :meth:`Store.pack <typedstore.store.Store.pack>` did.
+
+    Attributes:
+        removed (int): records removed (children nothing reachable references).
+        sample (list): the first removed ids (at most 1,000: a pack of a large
+            store does not hold every id in memory).
+        kept (int): records left (roots and everything they reach).
+        scanned (int): records whose references were read from their payloads
+            first (written by GC3Pie, or before reference tracking).
+    """
+
+    removed: int = 0
+    sample: list[Any] = field(default_factory=list)
+    kept: int = 0
+    scanned: int = 0
+
+
+#: How many removed ids a PackReport keeps.
+PACK_SAMPLE = 1000
