@@ -10,31 +10,19 @@ callable of the payload's is called, so a planted record cannot run code
 here. Only the id classes (typedstore's and GC3Pie's ``Id``/``IntId``) are
 rebuilt, as plain ``str``/``int``.
 
-The graph itself lives in the backend (a ``typedstore_refs_<table>`` table
-on SQL: :func:`typedstore.tables.refs_table`). Roots, for :meth:`pack
-<typedstore.store.Store.pack>`, are records saved directly by the user at
-least once; records only ever stored because another record referenced them
-are children, collected once nothing reachable from a root references them
-(mark and sweep, as ZODB's and Durus's pack).
+It is the part of reference tracking (issue 14) that needs no schema: a
+pack or a rebuild of the reference graph reads records other programs wrote
+with it; the graph's storage comes next.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import LoadError
-
-#: ``_root`` values: saved directly by the user at least once; only ever
-#: stored as another record's child. NULL: not known (a record written by
-#: GC3Pie, or before reference tracking): kept by pack, its references read
-#: from its payload before anything relies on them.
-ROOT, CHILD = 1, 0
-
-#: The column of a store table (and of a file store's index) holding it.
-ROOT_COLUMN = "_root"
 
 #: Classes a persistent id is pickled as, and what each becomes.
 _INT_IDS = {
@@ -103,18 +91,22 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     return _Inert()
 
 
-class _SkeletonUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+class _SkeletonUnpickler(pickle._Unpickler):
     """pickle's Python unpickler with every class inert (see the module docstring)."""
+
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
+    if TYPE_CHECKING:  # pickle._Unpickler's own, which typeshed does not describe
+        stack: list[Any]
 
     def __init__(self, data: bytes) -> None:
         super().__init__(io.BytesIO(data))
         self.found: list[Any] = []
-        # BUILD on whatever a payload made does nothing (an int id has no __dict__).
-        self.dispatch = dict(self.dispatch)
-        self.dispatch[pickle.BUILD[0]] = _SkeletonUnpickler._build
 
     def _build(self) -> None:
+        # BUILD on whatever a payload made does nothing (an int id has no __dict__).
         self.stack.pop()
+
+    dispatch[pickle.BUILD[0]] = _build
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _INT_IDS:
@@ -151,26 +143,3 @@ def referenced_ids(payload: bytes, record_id: Any = None) -> list[Any]:
                             f"{type(pid).__name__}, not an id", record_id)
         ids[pid] = None
     return list(ids)
-
-
-@dataclass
-class PackReport:
-    """What :meth:`Store.pack <typedstore.store.Store.pack>` did.
-
-    Attributes:
-        removed (int): records removed (children nothing reachable references).
-        sample (list): the first removed ids (at most 1,000: a pack of a large
-            store does not hold every id in memory).
-        kept (int): records left (roots and everything they reach).
-        scanned (int): records whose references were read from their payloads
-            first (written by GC3Pie, or before reference tracking).
-    """
-
-    removed: int = 0
-    sample: list[Any] = field(default_factory=list)
-    kept: int = 0
-    scanned: int = 0
-
-
-#: How many removed ids a PackReport keeps.
-PACK_SAMPLE = 1000
