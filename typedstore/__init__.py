@@ -41,6 +41,7 @@ from .errors import (
 from .evolution import BackfillError, BackfillReport, backfill, rewrite_all
 from .filesystem import FilesystemStore, make_filesystemstore
 from .ids import Id, IdFactory, IntId, JobIdFactory
+from .inspection import Listing, RecordView, StoreReport, list_records, show_record, store_stats
 from .integrity import ResignReport, resign
 from .query import Query
 from .rows import StoreRow, extracted
@@ -72,6 +73,7 @@ __all__ = [
     "IdFactory",
     "IntId",
     "JobIdFactory",
+    "Listing",
     "LoadError",
     "LockTimeout",
     "MissingClass",
@@ -81,6 +83,7 @@ __all__ = [
     "Query",
     "QueryError",
     "ReadTimeout",
+    "RecordView",
     "RefreshReport",
     "ResignReport",
     "SaveError",
@@ -90,6 +93,7 @@ __all__ = [
     "SqlStore",
     "Store",
     "StoreError",
+    "StoreReport",
     "StoreRow",
     "TransactionError",
     "UnsafeLoadError",
@@ -99,6 +103,7 @@ __all__ = [
     "downgrade",
     "drift",
     "extracted",
+    "list_records",
     "make_filesystemstore",
     "make_sqlstore",
     "make_store",
@@ -107,5 +112,7 @@ __all__ = [
     "register_upgrade",
     "resign",
     "rewrite_all",
+    "show_record",
+    "store_stats",
     "upgrade",
 ]
