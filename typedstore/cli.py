@@ -7,19 +7,26 @@ Row models are named as ``package.module:Class``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from . import demo as demo_module
 from .differences import differences
 from .differences import report as drift_report
-from .errors import StoreError
+from .errors import NotFoundError, StoreError
 from .evolution import backfill, rewrite_all
+from .inspection import jsonable, list_records, show_record, store_stats
 from .integrity import resign
+from .pickleview import render
 from .scaffold import NEXT_STEP, init
 from .schema import downgrade, import_row_model, upgrade
 from .store import make_store
@@ -201,6 +208,151 @@ def resign_cmd(
 def demo_cmd(url: Annotated[str | None, typer.Argument()] = None) -> None:
     """Run the demo (see typedstore.demo)."""
     demo_module.main([url] if url else [])
+
+
+ModelOption = Annotated[
+    str | None, typer.Option(
+        "--model", help="row model as package.module:Row: its fields come back typed "
+                        "(without it, columns come back as stored)")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="print JSON for scripts (nothing else on stdout)")]
+
+
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """One line on stderr for an error: exit status 1 when what was asked for is
+    not there (a store, a record), 2 for bad input (URL, condition, option)."""
+    try:
+        yield
+    except NotFoundError as exc:
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        raise typer.Exit(1) from None
+    except (StoreError, ValueError) as exc:
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).splitlines())
+
+
+def _console() -> Console:
+    return Console(highlight=False, emoji=False)
+
+
+def _printable(value: Any) -> Text:
+    """A value for a table cell: control characters escaped, no markup read."""
+    shown = jsonable(value)
+    text = "" if shown is None else str(shown)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return Text(text)
+
+
+@app.command("ls")
+def ls_cmd(
+    url: str,
+    state: Annotated[str | None, typer.Option("--state", help="only records in this state")
+                     ] = None,
+    where: Annotated[str | None, typer.Option(
+        "--where", help="only records matching a condition over column names, e.g. "
+                        "\"cores > 8 and state == 'RUNNING'\" (comparisons, and/or/not, "
+                        "literals; never evaluated)")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=0, help="at most N records")
+                     ] = None,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List records: ids with their typed columns (nothing is unpickled).
+
+    Exit status: 0, also when nothing matches; 1 when there is no store at URL;
+    2 for bad input (URL, condition, unknown column).
+    """
+    with _reported():
+        listing = list_records(url, state=state, where=where, limit=limit, row_model=model)
+    if as_json:
+        typer.echo(json.dumps(listing.as_dict(), indent=2))
+        return
+    console = _console()
+    console.print(Text(listing.store), soft_wrap=True)
+    table = Table(*listing.columns)
+    for row in listing.rows:
+        table.add_row(*(_printable(row.get(name)) for name in listing.columns))
+    console.print(table)
+    console.print(Text(f"{len(listing.rows)} record(s)"))
+    if listing.unindexed:
+        shown = ", ".join(listing.unindexed[:20]) + (" ..." if len(listing.unindexed) > 20
+                                                     else "")
+        console.print(Text(f"{len(listing.unindexed)} record(s) not in the index yet "
+                           f"(columns unknown without loading them): {shown}"), soft_wrap=True)
+
+
+@app.command("show")
+def show_cmd(url: str, id_: Annotated[str, typer.Argument(metavar="ID", help="record id")],
+             model: ModelOption = None, as_json: JsonOption = False) -> None:
+    """Show one record: its typed columns and a readable view of its payload.
+
+    The payload is never unpickled: no class it names is imported and nothing
+    it names is called. Exit status: 0; 1 when the store or the record is not
+    there; 2 for bad input.
+    """
+    with _reported():
+        view = show_record(url, id_, row_model=model)
+    if as_json:
+        typer.echo(json.dumps(view.as_dict(), indent=2))
+        return
+    console = _console()
+
+    def say(line: str) -> None:
+        console.print(Text(line), soft_wrap=True)
+
+    say(f"record {_printable(view.id)} at {view.store}")
+    table = Table("column", "value")
+    for name, value in view.columns.items():
+        table.add_row(Text(name), _printable(value))
+    if view.columns:
+        console.print(table)
+    else:
+        say("no index row yet (columns unknown)")
+    payload = view.payload
+    say(f"integrity: {view.integrity}: {view.integrity_detail}")
+    say(f"payload: {payload.size} bytes, pickle protocol {payload.protocol}; names: "
+        f"{', '.join(map(str, map(_printable, payload.names))) or 'nothing'}")
+    if payload.references:
+        say(f"references: {', '.join(map(str, map(_printable, payload.references)))}")
+    for line in render(payload.value) if payload.value is not None else []:
+        say(line)
+    for note in payload.notes:
+        say(f"note: {_printable(note)}")
+    if payload.error:
+        say(f"the payload could not be read to its end: {_printable(payload.error)}")
+
+
+@app.command("stats")
+def stats_cmd(url: str, as_json: JsonOption = False) -> None:
+    """Counts by state, number and size of the records, schema revision and
+    backend settings. Exit status: 0; 1 when there is no store at URL; 2 for
+    bad input."""
+    with _reported():
+        report = store_stats(url)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    console = _console()
+    console.print(Text(report.store), soft_wrap=True)
+    counts = Table("state", "records")
+    for state, count in report.by_state.items():
+        counts.add_row(_printable(state), Text(str(count)))
+    console.print(counts)
+    facts = Table("", "", show_header=False)
+    facts.add_row(Text("records"), Text(str(report.records)))
+    facts.add_row(Text("size"), Text(f"{report.size_bytes} bytes"))
+    if report.backend == "sql":
+        facts.add_row(Text("revision"), Text(", ".join(report.revision or ["none"])))
+        facts.add_row(Text("code revision"), Text(str(report.code_revision)))
+    for name, value in report.settings.items():
+        facts.add_row(Text(name.replace("_", " ")), _printable(value))
+    console.print(facts)
 
 
 def main() -> None:
