@@ -29,6 +29,7 @@ from .errors import (
     OutcomeUnknownError,
     QueryError,
     ReadTimeout,
+    ReferencedError,
     SaveError,
     SchemaError,
     ServerTimeout,
@@ -44,6 +45,7 @@ from .ids import Id, IdFactory, IntId, JobIdFactory
 from .inspection import Listing, RecordView, StoreReport, list_records, show_record, store_stats
 from .integrity import ResignReport, resign
 from .query import Query
+from .references import PackReport
 from .rows import StoreRow, extracted
 from .schema import downgrade, drift, upgrade
 from .serialization import MissingClass, Persistable, register_class_alias, register_upgrade
@@ -79,11 +81,13 @@ __all__ = [
     "MissingClass",
     "NotFoundError",
     "OutcomeUnknownError",
+    "PackReport",
     "Persistable",
     "Query",
     "QueryError",
     "ReadTimeout",
     "RecordView",
+    "ReferencedError",
     "RefreshReport",
     "ResignReport",
     "SaveError",

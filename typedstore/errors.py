@@ -131,6 +131,24 @@ class ConflictError(SaveError):
         self.found = found
 
 
+class ReferencedError(StoreError):
+    """A remove of a record that other stored records still reference.
+
+    Removing it would leave them with references to nothing (they could no
+    longer be loaded). Remove them first, pass ``cascade=True`` when they are
+    being removed with it, or ``force=True`` to remove it anyway.
+
+    Attributes:
+        id: the record asked to be removed.
+        referrers (tuple): ids of the stored records referencing it.
+    """
+
+    def __init__(self, message: str, id_: Any, referrers: Iterable[Any]) -> None:
+        super().__init__(message)
+        self.id = id_
+        self.referrers = tuple(referrers)
+
+
 class SchemaError(StoreError):
     """The stored schema does not match what the code needs.
 

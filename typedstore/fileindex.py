@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from .defaults import BACKUP_SUFFIX, UNKNOWN_STATE
 from .engine import create_store_engine
 from .errors import SaveError, SchemaError
 from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, MAC_LENGTH
+from .references import CHILD, REFERENCED_ROOT, ROOT, ROOT_COLUMN
 from .rows import RowBuilder
 from .schema import column_kind
 from .tables import build_table, new_metadata
@@ -76,14 +77,16 @@ PREVIOUS_CHECKSUM = "_previous_checksum"
 #: How rows store their values: 2 since the type map (:mod:`typedstore.typemap`:
 #: UTC datetimes, scaled decimals...). Rows of an older index are made again from
 #: the pickles (marked as being written) when a store opens it.
-ROW_FORMAT = 2
+#: 3 since reference tracking: every row's references are in the ``refs`` table.
+ROW_FORMAT = 3
 
 
 #: What a file store's ``extract(name)`` gives :meth:`FileIndex.refresh`: the
 #: record's indexed values (``None`` if it could not be read), why it could not
-#: be read (``None`` if it could, or if the file is gone), and the checksum of
-#: the bytes read.
-Extracted = tuple[dict[str, Any] | None, str | None, int | None]
+#: be read (``None`` if it could, or if the file is gone), the checksum of the
+#: bytes read, and the ids those bytes reference (``None`` if they cannot be
+#: read from them: :func:`typedstore.references.referenced_ids`).
+Extracted = tuple[dict[str, Any] | None, str | None, int | None, list[str] | None]
 
 #: The index columns that say which version a record file is:
 #: ``(_version, _stamp, _pending, _writer)`` (see :func:`effective_version`).
@@ -232,6 +235,9 @@ class FileIndex:
             # tells the previous version (the commit died before its rename)
             # from damage by it (see refresh).
             sa.Column(PREVIOUS_CHECKSUM, sa.BigInteger, nullable=True),
+            # Saved directly or as a child, referenced or not (typedstore.references);
+            # NULL for a row made from a file (whoever wrote it did not say).
+            sa.Column(ROOT_COLUMN, sa.SmallInteger, nullable=True),
         ]
         self.table = sa.Table("records", new_metadata(), *columns)
         #: Index columns this store added (or made again with a new type) on open.
@@ -249,6 +255,11 @@ class FileIndex:
                 conn.begin():
             existed = sa.inspect(conn).has_table("records")
             self.table.create(conn, checkfirst=True)
+            # One row per reference from one record to another (ids as text).
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS refs (source TEXT NOT NULL, "
+                                 "target TEXT NOT NULL, PRIMARY KEY (source, target)) "
+                                 "WITHOUT ROWID")
+            conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_refs_target ON refs (target)")
             self._upgrade_rows(conn, existed)
             self._widen(conn)
             self._check_coverage(conn)
@@ -354,8 +365,15 @@ class FileIndex:
         names = ", ".join(quote(c.name) for c in columns)
         marks = ", ".join("?" for _ in columns)
         # The previous checksum comes from the row being replaced, not the new values.
+        # A commit's row: as the SQL stores' _root (statements.RecordStatements);
+        # a row made from a file (NULL) keeps what the row said.
+        root = (f"CASE WHEN excluded.{ROOT_COLUMN} IS NULL THEN records.{ROOT_COLUMN} "
+                f"WHEN records.{ROOT_COLUMN} = {CHILD} AND excluded.{ROOT_COLUMN} = {CHILD} "
+                f"THEN {CHILD} WHEN records.{ROOT_COLUMN} = {ROOT} AND excluded.{ROOT_COLUMN} "
+                f"= {ROOT} THEN {ROOT} ELSE {REFERENCED_ROOT} END")
         updates = ", ".join(
             f"{quote(c.name)} = records.{CHECKSUM_COLUMN}" if c.name == PREVIOUS_CHECKSUM
+            else f"{quote(c.name)} = {root}" if c.name == ROOT_COLUMN
             else f"{quote(c.name)} = excluded.{quote(c.name)}"
             for c in columns if c.name != "id")
         self._seal_sql = (f"SELECT {CHECKSUM_COLUMN}, {MAC_COLUMN}, _stamp, _pending, "
@@ -391,10 +409,14 @@ class FileIndex:
             for name, process in self._columns
         )
 
-    def stage(self, writes: Iterable[tuple[str, dict[str, Any]]],
-              deletes: Iterable[str]) -> None:
-        """Before the renames: the new rows, marked as being written (and the previous
-        commit's rows settled, in the same transaction)."""
+    def stage(self, writes: Sequence[tuple[str, dict[str, Any]]],
+              deletes: Iterable[str], edges: Iterable[tuple[str, str]] = (),
+              held: Iterable[str] = ()) -> None:
+        """Before the renames: the new rows, marked as being written, the
+        references of the records written (``edges``: ``(source, target)``,
+        replacing what written and deleted records referenced), the records
+        referenced without being written (``held``) marked as referenced, and
+        the previous commit's rows settled, in one transaction."""
         self._commits += 1
         # A store that does not cover every column says so in its token: a query
         # may settle the row without reading the file only if nothing is missing.
@@ -404,6 +426,9 @@ class FileIndex:
                                   "_pending": WRITING, "_writer": writer})
                 for id_, values in writes]
         marks = [(WRITING, writer, id_) for id_ in deletes]
+        sources = [(id_,) for id_, _ in writes] + [(id_,) for id_ in deletes]
+        edges = list(edges)
+        referenced = [(id_,) for id_ in held]
 
         def work(db: Any) -> None:
             self._settle_in(db)
@@ -411,6 +436,13 @@ class FileIndex:
             if marks:
                 db.executemany("UPDATE records SET _pending = ?, _writer = ? WHERE id = ?",
                                marks)
+            db.executemany("DELETE FROM refs WHERE source = ?", sources)
+            if edges:
+                db.executemany("INSERT OR IGNORE INTO refs (source, target) VALUES (?, ?)",
+                               edges)
+            if referenced:
+                db.executemany(f"UPDATE records SET {ROOT_COLUMN} = {REFERENCED_ROOT} "
+                               f"WHERE id = ? AND {ROOT_COLUMN} = {ROOT}", referenced)
 
         self._commit_sql(work)
 
@@ -512,6 +544,7 @@ class FileIndex:
             return
         done = SETTLED if self.covers_all else OTHERS_STALE
         rows = []
+        rebuilt_refs: dict[str, list[str]] = {}
         refused: list[tuple[str, SaveError]] = []
         unreadable = 0
         for id_ in rebuild:
@@ -521,7 +554,7 @@ class FileIndex:
                 continue
             self._refused = []
             try:
-                values, problem, read_checksum = extract(id_)
+                values, problem, read_checksum, refs = extract(id_)
             finally:
                 noted, self._refused = self._refused, None
             if noted:
@@ -566,6 +599,10 @@ class FileIndex:
                 unreadable += 1
                 values = {k: v for k, v in (old or {}).items() if not k.startswith("_")}
                 values.setdefault("state", UNKNOWN_STATE)
+            if refs is not None and not (problem or "").startswith("damaged"):
+                # Read from the bytes (whatever classes this reader lacks); a
+                # damaged file's row keeps its writer's references.
+                rebuilt_refs[id_] = refs
             rows.append(self._row_params({**values, "id": id_, "_seqno": _seqno(id_),
                                           "_pending": done, "_stamp": stamp, **seal,
                                           "_version": version, UNREADABLE_COLUMN: problem}))
@@ -579,6 +616,11 @@ class FileIndex:
                 settle)
             db.executemany(self._upsert_sql, rows)
             db.executemany("DELETE FROM records WHERE id = ?", [(id_,) for id_ in gone])
+            db.executemany("DELETE FROM refs WHERE source = ?",
+                           [(id_,) for id_ in [*rebuilt_refs, *gone]])
+            db.executemany("INSERT OR IGNORE INTO refs (source, target) VALUES (?, ?)",
+                           [(id_, target) for id_, targets in rebuilt_refs.items()
+                            for target in targets])
 
         self._commit_sql(work)
         if refused:
@@ -614,6 +656,82 @@ class FileIndex:
                     f"WHERE id IN ({marks})", chunk):
                 found[id_] = (version, stamp, pending, writer)
         return found
+
+    def referrers(self, ids: Sequence[str]) -> dict[str, set[str]]:
+        """``target -> ids of indexed records referencing it``, for ``ids``."""
+        db = self._driver()
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(ids), VERSION_CHUNK):
+            chunk = list(ids[start:start + VERSION_CHUNK])
+            marks = ", ".join("?" for _ in chunk)
+            for source, target in db.execute(
+                    "SELECT r.source, r.target FROM refs r JOIN records s ON s.id = r.source "
+                    f"WHERE r.target IN ({marks})", chunk):
+                found.setdefault(target, set()).add(source)
+        return found
+
+    def children(self, ids: Sequence[str]) -> dict[str, list[str]]:
+        """``source -> ids it references``, for those of ``ids`` that reference any."""
+        db = self._driver()
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(ids), VERSION_CHUNK):
+            chunk = list(ids[start:start + VERSION_CHUNK])
+            marks = ", ".join("?" for _ in chunk)
+            for source, target in db.execute(
+                    f"SELECT source, target FROM refs WHERE source IN ({marks})", chunk):
+                found.setdefault(source, []).append(target)
+        return found
+
+    def mark_dead(self) -> int:
+        """Mark and sweep's mark, in the index: the ids of child records that
+        no root reaches go into the temporary table ``pack_dead`` of the index's
+        own connection; returns how many. The caller holds the commit lock."""
+        db = self._driver()
+        db.execute("DROP TABLE IF EXISTS temp.pack_live")
+        db.execute("DROP TABLE IF EXISTS temp.pack_dead")
+        db.execute("CREATE TEMP TABLE pack_live (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.execute("CREATE TEMP TABLE pack_dead (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.execute(
+            "INSERT INTO pack_live (id) WITH RECURSIVE reach (id) AS ("
+            f"SELECT id FROM records WHERE {ROOT_COLUMN} IS NULL OR {ROOT_COLUMN} <> {CHILD} "
+            "UNION SELECT r.target FROM refs r JOIN reach ON r.source = reach.id) "
+            "SELECT id FROM reach")
+        db.execute(
+            f"INSERT INTO pack_dead (id) SELECT id FROM records WHERE {ROOT_COLUMN} = {CHILD} "
+            "AND id NOT IN (SELECT id FROM pack_live)")
+        db.execute("DROP TABLE temp.pack_live")
+        return int(db.execute("SELECT COUNT(*) FROM pack_dead").fetchone()[0])
+
+    def dead_batches(self, size: int) -> Iterator[list[str]]:
+        """The ids :meth:`mark_dead` found, ``size`` at a time (one short read each)."""
+        db = self._driver()
+        last = ""
+        try:
+            while True:
+                batch = [r[0] for r in db.execute(
+                    "SELECT id FROM pack_dead WHERE id > ? ORDER BY id LIMIT ?", (last, size))]
+                if not batch:
+                    return
+                last = batch[-1]
+                yield batch
+        finally:
+            db.execute("DROP TABLE IF EXISTS temp.pack_dead")
+
+    def drop_dangling_references(self) -> None:
+        """Remove references whose source record is gone."""
+        self._commit_sql(lambda db: db.execute(
+            "DELETE FROM refs WHERE source NOT IN (SELECT id FROM records)"))
+
+    def mark_all(self) -> int:
+        """Mark every row to be made again from its file by the next refresh."""
+        marked: list[int] = []
+        self._commit_sql(lambda db: marked.append(db.execute(
+            "UPDATE records SET _pending = ?, _writer = ?", (WRITING, REINDEX)).rowcount))
+        self.synced = False
+        return marked[0]
+
+    def count(self) -> int:
+        return int(self._driver().execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
     def store_mac(self, id_: str, stamp: str, mac: str, payload_checksum: int) -> bool:
         """Record ``mac`` as record ``id_``'s MAC, and ``stamp`` as its file's, if

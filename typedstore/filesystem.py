@@ -67,7 +67,14 @@ from .defaults import (
     NETWORK_FILESYSTEM,
     STREAM_BATCH_SIZE,
 )
-from .errors import ConflictError, LoadError, NotFoundError, SaveError, StoreError
+from .errors import (
+    ConflictError,
+    LoadError,
+    NotFoundError,
+    ReferencedError,
+    SaveError,
+    StoreError,
+)
 from .fileindex import (
     WRITING,
     Extracted,
@@ -82,6 +89,7 @@ from .ids import BlockSequence, FileCounter, Id, IdFactory
 from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, Record, checksum
 from .locks import ProcessLock
 from .query import Query, QuerySource
+from .references import CHILD, PACK_SAMPLE, ROOT, ROOT_COLUMN, PackReport, referenced_ids
 from .store import Store
 from .urls import StoreUrl, parse_store_url
 
@@ -251,6 +259,11 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         #: version, new)`` (``None`` expected: not checked; ``new``: an id just
         #: issued, so version 1 with nothing to look up), or ``_DELETE``.
         self._pending: dict[Any, tuple[bytes, dict[str, Any], int | None, bool] | None] = {}
+        #: References of the records the open transaction writes: ``id -> (ids
+        #: referenced, those of them it does not write)``.
+        self._pending_refs: dict[Any, tuple[list[Any], list[Any]]] = {}
+        #: Removals to refuse at commit if a record outside them references one.
+        self._checked: set[Any] = set()
         #: Directory entries that are not records, warned about once.
         self._odd_entries: set[str] = set()
         #: Index rows a query read, by id: ``_sealed`` uses one (instead of a
@@ -481,10 +494,12 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
 
     def _begin(self) -> None:
         self._pending.clear()
+        self._pending_refs.clear()
+        self._checked.clear()
 
     def _write(
         self, id_: Any, obj: Any, payload: bytes, *, new: bool, expected: int | None,
-        must_exist: bool,
+        must_exist: bool, root: bool = False,
     ) -> int | None:
         if must_exist and not self._exists(id_):
             raise NotFoundError(f"{self._describe()}: no record {id_} to replace", id_)
@@ -501,7 +516,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             new = earlier[3]
         # Checked (and the new version computed) at commit, under the commit lock.
         self._pending[id_] = (payload, {**self.index.values(obj, id_),
-                                        CHECKSUM_COLUMN: stored_checksum, MAC_COLUMN: mac},
+                                        CHECKSUM_COLUMN: stored_checksum, MAC_COLUMN: mac,
+                                        ROOT_COLUMN: ROOT if root else CHILD},
                               expected, new)
         return None
 
@@ -509,9 +525,137 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         if not self._exists(id_):
             raise NotFoundError(f"{self._describe()}: no record {id_} to remove", id_)
         self._pending[id_] = _DELETE
+        self._pending_refs.pop(id_, None)
 
     def _rollback(self) -> None:
         self._pending.clear()
+        self._pending_refs.clear()
+        self._checked.clear()
+
+    # ------------------------------------------------------------ references
+
+    # The sidecar index keeps the references (a "refs" table, typedstore.fileindex):
+    # a commit writes those of its records with their rows; rows made from files
+    # (records GC3Pie wrote) get theirs read from the bytes. Checks that must see
+    # every other writer's references run at commit, under the commit lock.
+
+    _tracks_references = True
+
+    def _write_references(self, id_: Any, refs: list[Any], held: list[Any],
+                          fresh: bool) -> None:
+        self._pending_refs[id_] = (refs, held)
+
+    def _delete_unreferenced(self, id_: Any, force: bool) -> None:
+        self._delete(id_)
+        if not force:
+            self._checked.add(id_)
+
+    def _refuse_referenced(self, doomed: list[Any]) -> None:
+        # At commit, under the commit lock (see _check_references).
+        self._checked.update(doomed)
+
+    def _repair_references(self, source: Any) -> list[Any]:
+        return self._children_of([source]).get(source, [])
+
+    def _shared_with_gc3pie(self) -> bool:
+        return bool(self.gc3pie_compatible)
+
+    def _know_references(self) -> None:
+        with self._lock, self._commit_lock, self._index_errors("bringing it up to date"):
+            self.index.refresh(self.directory, self._record_names, self._extract,
+                               watch=self.gc3pie_compatible)
+
+    def _scan_references(self, everything: bool) -> int:
+        """Rows are made with their references (from the file, for files others
+        wrote): bringing the index up to date is the scan; ``everything`` makes
+        every row again from its file first."""
+        with self._lock, self._commit_lock, self._index_errors("reading references"):
+            marked = self.index.mark_all() if everything else 0
+            self.index.refresh(self.directory, self._record_names, self._extract,
+                               watch=self.gc3pie_compatible)
+        return marked
+
+    def _referrers_of(self, ids: Sequence[Any]) -> dict[Any, set[Any]]:
+        with self._index_errors("reading references"):
+            found = self.index.referrers([str(i) for i in ids])
+        return {self._coerce_id(t): {self._coerce_id(s) for s in sources}
+                for t, sources in found.items()}
+
+    def _children_of(self, ids: Sequence[Any]) -> dict[Any, list[Any]]:
+        with self._index_errors("reading references"):
+            found = self.index.children([str(i) for i in ids])
+        return {self._coerce_id(s): [self._coerce_id(t) for t in targets]
+                for s, targets in found.items()}
+
+    def _check_references(self, pending: dict[Any, Any],
+                          refs: dict[Any, tuple[list[Any], list[Any]]],
+                          checked: set[Any]) -> None:
+        """Under the commit lock, before anything is written: every record a
+        written record references without writing it is still stored
+        (:class:`ConflictError` if another writer removed it), and no record
+        outside this commit's removals references one of the ``checked``
+        removals (:class:`ReferencedError`; a record this commit writes counts
+        with the references it writes now)."""
+        deleted = {str(i) for i, entry in pending.items() if entry is _DELETE}
+        written = {str(i) for i, entry in pending.items() if entry is not _DELETE}
+        missing: dict[Any, list[Any]] = {}
+        for source, (_, held) in refs.items():
+            for target in held:
+                name = str(target)
+                if name in written:
+                    continue
+                if name in deleted or file_stamp(self._path(name)) is None:
+                    missing.setdefault(source, []).append(target)
+        if missing:
+            source, gone = next(iter(missing.items()))
+            raise ConflictError(
+                f"{self._describe()}: record {source} references record(s) "
+                f"{', '.join(map(str, gone[:10]))}, which another writer removed since this "
+                "store read them; nothing of the commit was written",
+                [t for targets in missing.values() for t in targets])
+        if not checked:
+            return
+        names = sorted(str(i) for i in checked)
+        with self._index_errors("reading references", SaveError, names[0]):
+            found = self.index.referrers(names)
+        for name in names:
+            outside = {s for s in found.get(name, ()) if s not in deleted and s not in written
+                       and file_stamp(self._path(s)) is not None}
+            outside.update(str(s) for s, (targets, _) in refs.items()
+                           if str(s) not in deleted and name in {str(t) for t in targets})
+            if outside:
+                real = sorted(outside, key=_sort_key)
+                shown = ", ".join(real[:10]) + (" ..." if len(real) > 10 else "")
+                raise ReferencedError(
+                    f"{self._describe()}: record {name} is referenced by {len(real)} other "
+                    f"record(s) ({shown}); nothing was removed. Remove them first, remove it "
+                    "with cascade=True if they go with it, or force=True to leave them "
+                    "referring to nothing", self._coerce_id(name),
+                    [self._coerce_id(r) for r in real])
+
+    def _pack(self, batch_size: int, bar: Any) -> PackReport:
+        """Mark in the index, sweep through ordinary commits, all under the commit
+        lock: no other writer commits until the pack is done (and one that
+        references a removed record then gets ConflictError)."""
+        report = PackReport()
+        with self._commit_lock, self._index_errors("packing"):
+            self.index.settle_own()
+            bar.total(self.index.mark_dead())
+            for batch in self.index.dead_batches(batch_size):
+                ids = [self._coerce_id(name) for name in batch]
+                with self.transaction():
+                    for id_ in ids:
+                        if self._exists(id_):
+                            self._delete(id_)
+                            report.removed += 1
+                room = PACK_SAMPLE - len(report.sample)
+                if room > 0:
+                    report.sample += ids[:room]
+                bar.advance(len(batch))
+            self.index.settle_own()
+            self.index.drop_dangling_references()
+            report.kept = self.index.count()
+        return report
 
     def _write_temp(self, id_: Any, payload: bytes) -> tuple[str, str]:
         """Write ``payload`` to a new dot-named temporary file; return its name and
@@ -538,6 +682,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
 
     def _commit(self) -> None:
         pending, self._pending = self._pending, {}
+        refs, self._pending_refs = self._pending_refs, {}
+        checked, self._checked = self._checked, set()
         if not pending:
             return
         staged: list[tuple[str, str | None]] = []  # (record name, temp name or None=delete)
@@ -566,12 +712,17 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
             try:
                 try:
                     versions = self._check_versions(written_ids)
+                    self._check_references(pending, refs, checked)
                 except BaseException:
                     self._drop_temps(staged)
                     raise
                 for name, values in index_rows:
                     values["_version"] = versions[name]
-                self.index.stage(index_rows, deletes)
+                edges = [(str(source), str(target)) for source, (targets, _) in refs.items()
+                         if pending.get(source) is not _DELETE for target in targets]
+                held = {str(t) for source, (_, targets) in refs.items()
+                        if pending.get(source) is not _DELETE for t in targets}
+                self.index.stage(index_rows, deletes, edges, sorted(held))
                 if len(staged) > 1:
                     tempfiles.replace_file(self._journal, json.dumps(staged))
                     if self._durable:
@@ -721,13 +872,21 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         try:
             if not os.path.lexists(path):
                 path += BACKUP_SUFFIX  # a backup standing for its record
-            read_checksum = checksum(_read_record_file(path)[0])
+            data = _read_record_file(path)[0]
         except FileNotFoundError:
-            return None, None, None
+            return None, None, None, None
         except OSError as exc:
             log.warning("%s: record %s cannot be read for the index: %s", self._describe(),
                         name, exc)
-            return None, f"{type(exc).__name__}: {exc}", None
+            return None, f"{type(exc).__name__}: {exc}", None, None
+        read_checksum = checksum(data)
+        refs: list[str] | None
+        try:
+            refs = [str(self._coerce_id(r)) for r in referenced_ids(data, name)]
+        except (LoadError, TypeError) as exc:
+            log.warning("%s: the references of record %s cannot be read: %s",
+                        self._describe(), name, exc)
+            refs = None
         try:
             pid = self._coerce_id(name)
             with self._lock:
@@ -736,13 +895,13 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 # describes the file.
                 obj = (self.load(pid) if self._identity.get(pid) is None
                        else self._load_unmapped(pid))
-            return self.index.values(obj, name), None, read_checksum
+            return self.index.values(obj, name), None, read_checksum, refs
         except NotFoundError:
-            return None, None, None
+            return None, None, None, None
         except StoreError as exc:
             log.warning("%s: record %s cannot be read here; its index row is kept, flagged "
                         "(queries find it, loading it raises): %s", self._describe(), name, exc)
-            return None, f"{type(exc).__name__}: {exc}", read_checksum
+            return None, f"{type(exc).__name__}: {exc}", read_checksum, refs
 
     def unreadable(self) -> list[tuple[str, str]]:
         """``(id, why)`` of records the last store that indexed them could not read

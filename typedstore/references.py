@@ -10,9 +10,22 @@ callable of the payload's is called, so a planted record cannot run code
 here. Only the id classes (typedstore's and GC3Pie's ``Id``/``IntId``) are
 rebuilt, as plain ``str``/``int``.
 
-It is the part of reference tracking (issue 14) that needs no schema: a
-pack or a rebuild of the reference graph reads records other programs wrote
-with it; the graph's storage comes next.
+The graph lives in the backend: a reference table per store table on SQL
+(:func:`typedstore.tables.refs_table`), written in the same transaction as
+the records; a ``refs`` table in a file store's sidecar index, written with
+the index rows. Each record's ``_root`` says what it is:
+
+* 1 (:data:`ROOT`): saved directly by the user, and never referenced by
+  another record: removing it needs no look at the references (one
+  statement, as before reference tracking);
+* 2 (:data:`REFERENCED_ROOT`): saved directly, and referenced at some time;
+* 0 (:data:`CHILD`): only ever stored because another record referenced it;
+  :meth:`Store.pack <typedstore.store.Store.pack>` collects it once nothing
+  reachable from a root references it (mark and sweep, as ZODB's and
+  Durus's pack);
+* NULL: not known (a row written by GC3Pie, or before reference tracking):
+  a root for pack, and its references are read from its payload before
+  anything relies on them.
 """
 
 from __future__ import annotations
@@ -20,9 +33,14 @@ from __future__ import annotations
 import io
 import pickle
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import LoadError
+
+#: ``_root`` values (see the module docstring) and the column holding them.
+CHILD, ROOT, REFERENCED_ROOT = 0, 1, 2
+ROOT_COLUMN = "_root"
 
 #: Classes a persistent id is pickled as, and what each becomes.
 _INT_IDS = {
@@ -143,3 +161,28 @@ def referenced_ids(payload: bytes, record_id: Any = None) -> list[Any]:
                             f"{type(pid).__name__}, not an id", record_id)
         ids[pid] = None
     return list(ids)
+
+
+@dataclass
+class PackReport:
+    """What :meth:`Store.pack <typedstore.store.Store.pack>` did.
+
+    Attributes:
+        removed (int): records removed (children no root reaches).
+        sample (list): the first removed ids, at most :data:`PACK_SAMPLE` (a
+            pack of a large store does not hold every id in memory).
+        kept (int): records left: roots and what they reach.
+        scanned (int): records whose references were read from their payloads
+            first (written by GC3Pie, or before reference tracking).
+    """
+
+    removed: int = 0
+    sample: list[Any] = field(default_factory=list)
+    kept: int = 0
+    scanned: int = 0
+
+
+#: How many removed ids a PackReport keeps.
+PACK_SAMPLE = 1000
+#: Records removed per statement by pack (and read per batch by a scan).
+PACK_BATCH = 1000

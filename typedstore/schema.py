@@ -56,6 +56,7 @@ from .defaults import ID_COUNTER_TABLE, SCHEMA_LOCK_TIMEOUT, STATE_LENGTH
 from .engine import create_store_engine
 from .errors import ConnectError, SchemaError, StoreError, UrlError
 from .integrity import INTEGRITY_COLUMNS
+from .references import ROOT_COLUMN
 from .rows import BASE_COLUMNS as BASE_COLUMN_NAMES
 from .rows import BOOKKEEPING_COLUMNS, DEFAULT_KEY, LENIENT_KEY
 from .tables import (
@@ -66,6 +67,7 @@ from .tables import (
     mysql_file_name_check,
     mysql_lock_name,
     new_metadata,
+    refs_table_name,
     store_table_name,
 )
 from .tables import VERSION_TABLE_PREFIX as VERSION_TABLE_PREFIX
@@ -575,7 +577,8 @@ def check_store(state: TableState, wanted: sa.Table, url: str,
     # Bookkeeping and integrity columns come with typedstore's revisions (checked
     # above); a GC3Pie table read as it is lacks them, and is used without them.
     missing = [c.name for c in wanted.columns if c.name not in state.columns
-               and c.name not in BOOKKEEPING_COLUMNS and c.name not in INTEGRITY_COLUMNS]
+               and c.name not in BOOKKEEPING_COLUMNS and c.name not in INTEGRITY_COLUMNS
+               and c.name != ROOT_COLUMN]
     if missing:
         required = [c.name for c in wanted.columns if c.name in missing and not c.nullable
                     and c.server_default is None and DEFAULT_KEY not in c.info]
@@ -1364,6 +1367,9 @@ def _undo_creation(connection: sa.Connection, table: str, before: _Footprint) ->
     if not before.version_table:
         steps.append(("dropping the version table", lambda: sa.Table(
             versions_name, sa.MetaData()).drop(connection, checkfirst=True)))
+    steps.append(("dropping the reference table", lambda: sa.Table(
+        refs_table_name(table, connection.dialect.name), sa.MetaData()).drop(
+            connection, checkfirst=True)))
     if not before.counter_table:
         def drop_empty_counter() -> None:
             if has(ID_COUNTER_TABLE) and not connection.execute(

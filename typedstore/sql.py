@@ -57,6 +57,16 @@ from .gc3pie_ids import Gc3PieCounter
 from .ids import BlockSequence, IdFactory, IntId, new_int_id
 from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, Record
 from .query import Query, QuerySource, row_class
+from .references import (
+    CHILD,
+    PACK_BATCH,
+    PACK_SAMPLE,
+    REFERENCED_ROOT,
+    ROOT,
+    ROOT_COLUMN,
+    PackReport,
+    referenced_ids,
+)
 from .rows import RowBuilder, now
 from .schema import (
     TableState,
@@ -73,7 +83,14 @@ from .schema import (
 )
 from .statements import Compiled, RecordStatements
 from .store import Store
-from .tables import build_table, counter_table, new_metadata, store_table_name
+from .tables import (
+    build_table,
+    counter_table,
+    new_metadata,
+    refs_table,
+    refs_table_name,
+    store_table_name,
+)
 from .urls import StoreUrl, parse_store_url, redact
 
 log = logging.getLogger(__name__)
@@ -260,6 +277,25 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._counter_exists: bool | None = None
         self._stmts = RecordStatements(self.table, self.engine.dialect, self._rows.names,
                                        self._versioned)
+        self._is_mysql = self.engine.dialect.name in ("mysql", "mariadb")
+        # Reference tracking (revision ts0005): the reference table and its statements.
+        self._tracks_references = self._stmts.tracking
+        self._references_known = False
+        refs = refs_table(refs_table_name(self.table_name, self.engine.dialect.name),
+                          new_metadata())
+        quote = self.engine.dialect.identifier_preparer.quote
+        self._q = {"table": quote(self.table_name), "refs": quote(refs.name),
+                   "id": quote("id"), "data": quote("data"), "root": quote(ROOT_COLUMN)}
+        ref_types = {"source": refs.c.source.type, "target": refs.c.target.type}
+        self._refs_sql = {
+            "delete": Compiled(refs.delete().where(
+                refs.c.source == sa.bindparam("source", type_=refs.c.source.type)),
+                self.engine.dialect, ref_types),
+            "insert": Compiled(refs.insert().values(
+                source=sa.bindparam("source", type_=refs.c.source.type),
+                target=sa.bindparam("target", type_=refs.c.target.type)),
+                self.engine.dialect, ref_types),
+        }
         if self._signer is not None and not self._can_sign():
             self.engine.dispose()
             fix = typedstore_upgrade_command(parsed.text, self.table_name)
@@ -662,22 +698,24 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
 
     def _write(
         self, id_: Any, obj: Any, payload: bytes, *, new: bool, expected: int | None,
-        must_exist: bool,
+        must_exist: bool, root: bool = False,
     ) -> int | None:
         if len(payload) > self._payload_limit:
             raise self._too_large(id_, obj, len(payload))
         # One list in the order of RecordStatements.source, then one pass to
         # the driver's parameters.
         stmts = self._stmts
+        values: list[Any] = [int(id_), payload]
         if stmts.integrity:
             stored_checksum, mac = self._seal(id_, payload)
             if self.gc3pie_compatible:
                 # GC3Pie rewrites rows without touching the checksum: one kept
                 # here would make its records look damaged.
                 stored_checksum = None  # type: ignore[assignment]
-            values = [int(id_), payload, stored_checksum, mac, *self._rows.values(obj, id_)]
-        else:
-            values = [int(id_), payload, *self._rows.values(obj, id_)]
+            values += [stored_checksum, mac]
+        if stmts.tracking:
+            values.append(ROOT if root else CHILD)
+        values += self._rows.values(obj, id_)
         if self._versioned:
             values += [now(), expected]
         if new:
@@ -785,6 +823,324 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         cursor = self._run(self._stmts.ids, {})
         # Plain ints, as GC3Pie's list() gave (IntId is an int: they compare equal).
         return [id_ for (id_,) in cursor]
+
+    # ------------------------------------------------------------ references
+
+    # The reference table (typedstore.references) is written on the store's own
+    # connection in the record's transaction. Id lists are written into the SQL
+    # as integer literals: every id went through _coerce_id (an int), and a
+    # statement per list length would not be reused anyway.
+
+    def _locking(self, sql: str, exclusive: bool = False) -> str:
+        """``sql`` as a locking read inside a transaction on a server (whose
+        plain reads may see an older snapshot: MariaDB's REPEATABLE READ);
+        SQLite has one writer at a time and needs none."""
+        if self._sqlite or self._own_txn() is None:
+            return sql
+        if exclusive:
+            return f"{sql} FOR UPDATE"
+        return f"{sql} {'LOCK IN SHARE MODE' if self._is_mysql else 'FOR SHARE'}"
+
+    def _fetch(self, sql: str) -> list[Any]:
+        """Rows of ``sql``: inside this thread's transaction on its connection
+        (seeing its writes), else on a pooled connection."""
+        if self._own_txn() is not None:
+            self._open_db_txn()
+            self._flush_inserts()
+            cursor = self._link.new_cursor()
+            try:
+                cursor.execute(sql)
+                return list(cursor.fetchall())
+            except Exception:
+                self._doom_own_txn()
+                raise
+            finally:
+                cursor.close()
+        with self._link.translating("reading references"), self.engine.connect() as conn:
+            return list(conn.exec_driver_sql(sql).all())
+
+    def _change(self, sql: str, params: Any = None, many: list[Any] | None = None) -> int:
+        """Run a change (with ``params``, or once per ``many``) in this thread's
+        open transaction; return its row count."""
+        self._open_db_txn()
+        self._flush_inserts()
+        cursor = self._link.cursor
+        if many is not None:
+            cursor.executemany(sql, many)
+        elif params is not None:
+            cursor.execute(sql, params)
+        else:
+            cursor.execute(sql)
+        return int(cursor.rowcount)
+
+    @staticmethod
+    def _id_list(ids: Iterable[Any]) -> str:
+        return ", ".join(str(int(i)) for i in ids)
+
+    def _write_references(self, id_: Any, refs: list[Any], held: list[Any],
+                          fresh: bool) -> None:
+        if not refs and fresh:
+            return
+        sql = self._refs_sql
+        if not fresh:
+            self._change(sql["delete"].sql, sql["delete"].single(int(id_)))
+        if refs:
+            insert = sql["insert"]
+            self._change(insert.sql, many=[insert.params({"source": int(id_), "target": int(t)})
+                                           for t in refs])
+        if held:
+            self._hold(id_, held)
+
+    def _hold(self, id_: Any, held: list[Any]) -> None:
+        """Check that the records ``id_`` references without writing them are still
+        stored, keep them so until the transaction ends (a pack or a cascading
+        remove waits for it), and mark each as referenced."""
+        q = self._q
+        for start in range(0, len(held), STREAM_BATCH_SIZE):
+            chunk = held[start:start + STREAM_BATCH_SIZE]
+            rows = self._fetch(self._locking(
+                f"SELECT {q['id']}, {q['root']} FROM {q['table']} "
+                f"WHERE {q['id']} IN ({self._id_list(chunk)})"))
+            found = {int(r[0]): r[1] for r in rows}
+            missing = [h for h in chunk if int(h) not in found]
+            if missing:
+                shown = ", ".join(map(str, missing[:10]))
+                raise ConflictError(
+                    f"{self._describe()}: record {id_} references record(s) {shown}, which "
+                    "another writer removed since this store read them; nothing of the "
+                    "transaction was written", missing)
+            fresh = [i for i, root in found.items() if root == ROOT]
+            if fresh:
+                self._change(f"UPDATE {q['table']} SET {q['root']} = {REFERENCED_ROOT} "
+                             f"WHERE {q['id']} IN ({self._id_list(fresh)}) "
+                             f"AND {q['root']} = {ROOT}")
+
+    def _referrers_of(self, ids: Sequence[Any]) -> dict[Any, set[Any]]:
+        q = self._q
+        found: dict[Any, set[Any]] = {}
+        for start in range(0, len(ids), STREAM_BATCH_SIZE):
+            chunk = ids[start:start + STREAM_BATCH_SIZE]
+            rows = self._fetch(self._locking(
+                f"SELECT r.source, r.target FROM {q['refs']} r JOIN {q['table']} s "
+                f"ON s.{q['id']} = r.source WHERE r.target IN ({self._id_list(chunk)})"))
+            for source, target in rows:
+                found.setdefault(new_int_id(target), set()).add(new_int_id(source))
+        return found
+
+    def _children_of(self, ids: Sequence[Any]) -> dict[Any, list[Any]]:
+        q = self._q
+        found: dict[Any, list[Any]] = {}
+        for start in range(0, len(ids), STREAM_BATCH_SIZE):
+            chunk = ids[start:start + STREAM_BATCH_SIZE]
+            rows = self._fetch(self._locking(
+                f"SELECT source, target FROM {q['refs']} "
+                f"WHERE source IN ({self._id_list(chunk)})"))
+            for source, target in rows:
+                found.setdefault(new_int_id(source), []).append(new_int_id(target))
+        return found
+
+    def _lock_records(self, ids: Sequence[Any]) -> None:
+        if self._sqlite or not ids:
+            return
+        q = self._q
+        for start in range(0, len(ids), STREAM_BATCH_SIZE):
+            self._fetch(self._locking(
+                f"SELECT {q['id']} FROM {q['table']} "
+                f"WHERE {q['id']} IN ({self._id_list(ids[start:start + STREAM_BATCH_SIZE])})",
+                exclusive=True))
+
+    def _delete_unreferenced(self, id_: Any, force: bool) -> None:
+        if force:
+            self._delete(id_)
+            return
+        # A root no record ever referenced goes in one statement (on its own:
+        # as an autocommit statement, as before reference tracking).
+        quick = self._stmts.delete_unreferenced
+        txn = self._txn
+        assert txn is not None
+        if not self._in_db_txn and self._deferred is None and txn.depth == 1 and not txn.undo:
+            cursor = self._link.cursor
+            cursor.execute(quick.sql, quick.single(int(id_)))
+            if cursor.rowcount:
+                return
+        else:
+            if self._change(quick.sql, quick.single(int(id_))):
+                return
+        # Referenced at some time (or not known): delete, which locks the row
+        # against new references, then look for the records referring to it.
+        self._open_db_txn()
+        self._delete(id_)
+        self._refuse_referenced([id_])
+
+    def _repair_references(self, source: Any) -> list[Any]:
+        record = self._read(source)
+        refs = [self._coerce_id(r) for r in referenced_ids(record.payload, source)]
+        recorded = self._children_of([source]).get(source, [])
+        if set(recorded) != set(refs):
+            log.warning("%s: the references recorded for record %s were not its payload's "
+                        "(rewritten by GC3Pie, or by last-writer-wins); recorded again",
+                        self._describe(), source)
+            self._write_references(source, refs, [], fresh=False)
+        return refs
+
+    def _untracked(self, what: str) -> StoreError:
+        assert self.url is not None
+        fix = typedstore_upgrade_command(self.url.text, self.table_name)
+        return SchemaError(
+            f"{self._describe()}: {what} needs reference tracking, which table "
+            f"{self.table_name!r} does not have yet (a GC3Pie table read without "
+            f"adoption); adopt it with: {fix}", table=self.table_name, command=fix)
+
+    def _shared_with_gc3pie(self) -> bool:
+        return bool(self.gc3pie_compatible)
+
+    def _know_references(self) -> None:
+        if not self._references_known:
+            self._scan_references(everything=False)
+            self._references_known = True
+
+    def _scan_references(self, everything: bool) -> int:
+        """Read references from payloads in batches, each record locked while its
+        references are recorded (a writer's newer references are never
+        overwritten by older ones); inside this thread's transaction if one is
+        open, else a transaction per batch."""
+        q = self._q
+        unknown = "" if everything else f" WHERE {q['root']} IS NULL"
+        ids = [row[0] for row in self._fetch(
+            f"SELECT {q['id']} FROM {q['table']}{unknown} ORDER BY {q['id']}")]
+        scanned = 0
+        for start in range(0, len(ids), PACK_BATCH):
+            chunk = ids[start:start + PACK_BATCH]
+            if self._own_txn() is not None:
+                scanned += self._scan_batch(chunk, everything)
+            else:
+                with self.transaction():
+                    scanned += self._scan_batch(chunk, everything)
+        if scanned:
+            log.info("%s: read the references of %d record(s) from their payloads",
+                     self._describe(), scanned)
+        return scanned
+
+    def _scan_batch(self, chunk: list[Any], everything: bool) -> int:
+        q = self._q
+        unknown = "" if everything else f" AND {q['root']} IS NULL"
+        rows = self._fetch(self._locking(
+            f"SELECT {q['id']}, {q['data']} FROM {q['table']} "
+            f"WHERE {q['id']} IN ({self._id_list(chunk)}){unknown}", exclusive=True))
+        edges: list[tuple[int, int]] = []
+        targets: set[int] = set()
+        for id_, data in rows:
+            if data is None:
+                continue
+            try:
+                refs = [int(self._coerce_id(r)) for r in referenced_ids(bytes(data), id_)]
+            except (LoadError, TypeError) as exc:
+                raise LoadError(f"{self._describe()}: {exc}; pack and reference checks "
+                                "cannot know what it references (remove it with "
+                                "force=True, or restore it)", id_) from exc
+            edges += [(int(id_), t) for t in dict.fromkeys(refs)]
+            targets.update(refs)
+        done = [int(r[0]) for r in rows]
+        if not done:
+            return 0
+        listed = self._id_list(done)
+        self._change(f"DELETE FROM {q['refs']} WHERE source IN ({listed})")
+        if edges:
+            insert = self._refs_sql["insert"]
+            self._change(insert.sql, many=[insert.params({"source": s, "target": t})
+                                           for s, t in edges])
+        # Not known: a root (pack keeps it) that may be referenced.
+        self._change(f"UPDATE {q['table']} SET {q['root']} = {REFERENCED_ROOT} "
+                     f"WHERE {q['id']} IN ({listed}) AND {q['root']} IS NULL")
+        if targets:
+            self._change(f"UPDATE {q['table']} SET {q['root']} = {REFERENCED_ROOT} "
+                         f"WHERE {q['id']} IN ({self._id_list(sorted(targets))}) "
+                         f"AND {q['root']} = {ROOT}")
+        return len(done)
+
+    def _pack(self, batch_size: int, bar: Any) -> PackReport:
+        """Mark (a recursive query from the roots into a temporary table) and
+        sweep, in one transaction. On a server, the records found dead are then
+        locked (waiting for writers that reference them) and the mark is made
+        again: only records still dead are removed, and no writer can reference
+        them until the pack commits (it gets ConflictError after)."""
+        q = self._q
+        link = self._link
+        live, dead = "typedstore_pack_live", "typedstore_pack_dead"
+        temporary = "TEMP" if self._sqlite else "TEMPORARY"
+        drop = "DROP TEMPORARY TABLE" if self._is_mysql else "DROP TABLE"
+        report = PackReport()
+        cursor = link.cursor
+
+        def run(sql: str, params: Any = None) -> Any:
+            if params is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, params)
+            return cursor
+
+        # Each batch is a range of the dead ids, bound as parameters: one
+        # statement text for every batch (the drivers' statement caches stay
+        # small, so memory does not grow with the store).
+        mark_ = "?" if self._sqlite else "%s"
+        in_batch = f"IN (SELECT id FROM {dead} WHERE id >= {mark_} AND id <= {mark_})"
+
+        def mark() -> None:
+            run(f"DELETE FROM {live}")
+            run(f"INSERT INTO {live} (id) WITH RECURSIVE reach (id) AS ("
+                f"SELECT {q['id']} FROM {q['table']} "
+                f"WHERE {q['root']} IS NULL OR {q['root']} <> {CHILD} "
+                f"UNION SELECT r.target FROM {q['refs']} r JOIN reach ON r.source = reach.id) "
+                f"SELECT id FROM reach")
+
+        with link.translating("packing"):
+            for name in (live, dead):
+                run(f"{drop} IF EXISTS {name}")
+            if self._is_mysql:
+                run("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            link.begin("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
+            try:
+                for name in (live, dead):
+                    run(f"CREATE {temporary} TABLE {name} (id BIGINT PRIMARY KEY)")
+                mark()
+                run(f"INSERT INTO {dead} (id) SELECT t.{q['id']} FROM {q['table']} t "
+                    f"WHERE t.{q['root']} = {CHILD} AND NOT EXISTS "
+                    f"(SELECT 1 FROM {live} l WHERE l.id = t.{q['id']})")
+                if not self._sqlite:
+                    run(f"SELECT t.{q['id']} FROM {q['table']} t JOIN {dead} d "
+                        f"ON d.id = t.{q['id']} FOR UPDATE").fetchall()
+                    mark()
+                    run(f"DELETE FROM {dead} WHERE id IN (SELECT id FROM {live})")
+                total = int(run(f"SELECT COUNT(*) FROM {dead}").fetchone()[0])
+                bar.total(total)
+                last = -1
+                while True:
+                    batch = [int(r[0]) for r in run(
+                        f"SELECT id FROM {dead} WHERE id > {mark_} ORDER BY id "
+                        f"LIMIT {int(batch_size)}", (last,)).fetchall()]
+                    if not batch:
+                        break
+                    bounds = (batch[0], batch[-1])
+                    last = batch[-1]
+                    run(f"DELETE FROM {q['refs']} WHERE source {in_batch}", bounds)
+                    removed = run(f"DELETE FROM {q['table']} WHERE {q['id']} {in_batch} "
+                                  f"AND {q['root']} = {CHILD}", bounds).rowcount
+                    report.removed += int(removed)
+                    room = PACK_SAMPLE - len(report.sample)
+                    if room > 0:
+                        report.sample += [new_int_id(i) for i in batch[:room]]
+                    bar.advance(len(batch))
+                # References of records gone (GC3Pie removes rows without them).
+                run(f"DELETE FROM {q['refs']} WHERE NOT EXISTS (SELECT 1 FROM {q['table']} t "
+                    f"WHERE t.{q['id']} = {q['refs']}.source)")
+                report.kept = int(run(f"SELECT COUNT(*) FROM {q['table']}").fetchone()[0])
+                for name in (live, dead):
+                    run(f"{drop} {name}")
+                link.commit()
+            except BaseException:
+                link.rollback()
+                raise
+        return report
 
     # ------------------------------------------------------------ queries
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from .integrity import CHECKSUM_COLUMN, MAC_COLUMN
+from .references import CHILD, REFERENCED_ROOT, ROOT, ROOT_COLUMN
 
 
 class Compiled:
@@ -127,7 +128,10 @@ class RecordStatements:
         #: The table has the integrity columns (revision ts0004).
         self.integrity = CHECKSUM_COLUMN in c and MAC_COLUMN in c
         seal = [CHECKSUM_COLUMN, MAC_COLUMN] if self.integrity else []
-        written = ["data", *seal, *fields]
+        #: The table has the reference-tracking column (revision ts0005).
+        self.tracking = ROOT_COLUMN in c
+        track = [ROOT_COLUMN] if self.tracking else []
+        written = ["data", *seal, *track, *fields]
         if has_version:
             written.append("updated_at")
         types: dict[str, sa.types.TypeEngine[Any]] = {n: c[n].type for n in written}
@@ -144,6 +148,20 @@ class RecordStatements:
         self.insert = compile_(table.insert().values(insert_values))
 
         bumped: dict[str, Any] = dict(binds)
+        if self.tracking:
+            # A child written as a child stays one, an unreferenced root written
+            # as a root stays one; anything else is a root that was referenced
+            # (a record not known yet too: see typedstore.references).
+            root = c[ROOT_COLUMN]
+            wants = sa.bindparam("k_root", type_=root.type)
+            child: Any = sa.literal_column(str(CHILD))
+            plain: Any = sa.literal_column(str(ROOT))
+            referenced: Any = sa.literal_column(str(REFERENCED_ROOT))
+            bumped[ROOT_COLUMN] = sa.case(
+                (sa.and_(root == child, wants == child), child),
+                (sa.and_(root == plain, wants == plain), plain),
+                else_=referenced)
+            types["k_root"] = root.type
         if has_version:
             bumped["version"] = c.version + sa.literal_column("1")
         # replace() and upserts overwrite whatever version is stored; the new one
@@ -187,15 +205,19 @@ class RecordStatements:
             sa.select(c.version if has_version else sa.null()).where(key)
         )
         self.delete = compile_(table.delete().where(key))
+        if self.tracking:
+            # Removing a root that no record ever referenced needs no check.
+            self.delete_unreferenced = compile_(
+                table.delete().where(key, c[ROOT_COLUMN] == sa.literal_column(str(ROOT))))
         # Values of a record write, in the order the store lists them; each
         # write statement takes its parameters from such a list.
-        self.source = ["id", "data", *seal, *fields]
+        self.source = ["id", "data", *seal, *track, *fields]
         if has_version:
             self.source += ["updated_at", "k_version"]
-        key_alias = {"k_id": "id"}
+        key_alias = {"k_id": "id", "k_root": ROOT_COLUMN}
         self.insert_params = self.insert.builder(self.source)
         self.replace_params = self.replace.builder(self.source, key_alias)
-        self.upsert_params = self.upsert.builder(self.source)
+        self.upsert_params = self.upsert.builder(self.source, key_alias)
         if has_version:
             self.update_checked_params = self.update_checked.builder(self.source, key_alias)
         self.ids = compile_(sa.select(c.id).order_by(c.id))

@@ -40,6 +40,7 @@ from .errors import (
     LoadError,
     LockTimeout,
     NotFoundError,
+    ReferencedError,
     SaveError,
     StoreError,
     TransactionError,
@@ -49,6 +50,8 @@ from .errors import (
 from .identity import IdentityMap, stamped_version
 from .ids import IdFactory
 from .integrity import Record, Signer, checksum, make_signer, verify
+from .progress import pack_progress
+from .references import PACK_BATCH, PackReport
 from .serialization import (
     VERSION_STAMP,
     apply_upgrades,
@@ -85,12 +88,20 @@ class _Transaction:
             to restore on rollback.
         thread (int): ``threading.get_ident()`` of the thread that opened it: the
             only thread that may run in it (it holds the store's lock meanwhile).
+        refs (dict): ids the object being pickled references (reference tracking).
+        held (dict): those of them this save does not write: stored records the
+            backend checks are still there when the references are written.
     """
 
-    __slots__ = ("depth", "doomed", "keep_alive", "queue", "thread", "undo", "written")
+    __slots__ = ("depth", "doomed", "held", "keep_alive", "queue", "refs", "thread", "undo",
+                 "written")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
+        # The references of the object being pickled (ordered, unique), and
+        # those to records this save does not write (stored, unchanged).
+        self.refs: dict[Any, None] = {}
+        self.held: dict[Any, None] = {}
         self.depth = 1
         self.doomed = False
         self.written: dict[int, Any] = {}
@@ -314,6 +325,8 @@ class _Nesting(threading.local):
     def __init__(self) -> None:
         self.depth = 0
         self.mapped: list[Any] | None = None
+        # References the record being unpickled resolved so far (see _load_one).
+        self.resolved = 0
 
 
 _nesting = _Nesting()
@@ -427,6 +440,9 @@ class Store(ABC):
         self._lock_wait: float = LOCK_TIMEOUT
         self._lock = _StoreLock(self)
         self._txn: _Transaction | None = None
+        #: Mapped ids whose stored record references others, as this store last
+        #: loaded or wrote it (reference tracking: see _write_object).
+        self._referencing: set[Any] = set()
         self._pid = os.getpid()
         ref = weakref.ref(self)
 
@@ -483,14 +499,26 @@ class Store(ABC):
     @abstractmethod
     def _write(
         self, id_: Any, obj: Any, payload: bytes, *, new: bool, expected: int | None,
-        must_exist: bool,
+        must_exist: bool, root: bool = False,
     ) -> int | None:
         """Write one record inside the open transaction; return its new version.
 
         ``new``: the id was just issued, so no record can exist. ``expected``:
         the version this store read, to be checked (raise ConflictError if the
         stored one differs). ``must_exist``: raise NotFoundError if no record.
+        ``root``: the user saved this object directly (not only as another's
+        child): a backend tracking references records it as a root for good.
         """
+
+    #: Whether this store records references (see :mod:`typedstore.references`).
+    _tracks_references = False
+
+    def _write_references(  # noqa: B027 - optional hook
+            self, id_: Any, refs: list[Any], held: list[Any], fresh: bool) -> None:
+        """Record that record ``id_`` (just written) references ``refs``, replacing
+        what it referenced before (nothing to replace if ``fresh``). ``held``:
+        those of ``refs`` this transaction does not write; raise ConflictError if
+        one of them is no longer stored (removed by another writer)."""
 
     @abstractmethod
     def _delete(self, id_: Any) -> None:
@@ -655,7 +683,7 @@ class Store(ABC):
         txn.written.clear()
         txn.queue.clear()
         root_claim = self._claim(root, forced_id)
-        self._write_object(root, root_claim, must_exist)
+        self._write_object(root, root_claim, must_exist, root=True)
         while txn.queue:
             obj, claim = txn.queue.pop()
             self._write_object(obj, claim, must_exist=False)
@@ -704,8 +732,18 @@ class Store(ABC):
         return pid, new, expected
 
     def _write_object(self, obj: Any, claim: tuple[Any, bool, int | None],
-                      must_exist: bool) -> None:
+                      must_exist: bool, root: bool = False) -> None:
         pid, new, expected = claim
+        txn = self._txn
+        assert txn is not None
+        txn.refs.clear()
+        txn.held.clear()
+        # Whether the stored record this write replaces is known to reference
+        # nothing (then it has no references to delete): the version this store
+        # last loaded or wrote is the one replaced, and it referenced nothing.
+        known = self._identity.version(pid)
+        no_old_refs = not new and known is not None and pid not in self._referencing \
+            and (expected is None or expected == known)
         try:
             payload = dumps(obj, self._on_reference, self.protocol, self._gc3pie_payloads)
         except StoreError:
@@ -720,8 +758,15 @@ class Store(ABC):
         # when the statement runs (maybe at commit) records it with set_version.
         self._identity.put(pid, obj, None)
         version = self._write(
-            pid, obj, payload, new=new, expected=expected, must_exist=must_exist
+            pid, obj, payload, new=new, expected=expected, must_exist=must_exist, root=root
         )
+        if self._tracks_references:
+            refs = list(txn.refs)
+            self._write_references(pid, refs, list(txn.held), new or no_old_refs)
+            if refs:
+                self._referencing.add(pid)
+            else:
+                self._referencing.discard(pid)
         if version is not None:
             self._identity.set_version(pid, version)
         if hasattr(obj, "changed"):
@@ -733,14 +778,19 @@ class Store(ABC):
         assert txn is not None
         key = id(child)
         if key in txn.written:
-            return txn.written[key]
+            pid = txn.written[key]
+            txn.refs[pid] = None
+            return pid
         pid = getattr(child, "persistent_id", None)
         if pid is not None:
             pid = self._coerce_id(pid)
             if self._identity.get(pid) is child and not getattr(child, "changed", True):
+                txn.refs[pid] = None
+                txn.held[pid] = None
                 return pid
         claim = self._claim(child)
         txn.queue.append((child, claim))
+        txn.refs[claim[0]] = None
         return claim[0]
 
     # ------------------------------------------------------------ loading
@@ -822,6 +872,37 @@ class Store(ABC):
         if record is None:
             record = self._read(pid)
         version = record.version
+        nesting = _nesting
+        outer, nesting.resolved = nesting.resolved, 0
+        try:
+            obj = self._unpickle_record(pid, record)
+            referencing = nesting.resolved > 0
+        finally:
+            nesting.resolved = outer
+        # Whether the record references others: a later write of it then
+        # replaces its stored references (see _write_object).
+        if referencing:
+            self._referencing.add(pid)
+        else:
+            self._referencing.discard(pid)
+        if getattr(obj, "persistent_id", None) is not pid:
+            # Payloads hold plain str/int ids (GC3Pie-readable): give the
+            # object its id as this store's Id/IntId.
+            _set_attr(obj, "persistent_id", pid)
+        note_stored(obj)
+        if getattr(obj, "changed", False) is not False:
+            _set_attr(obj, "changed", False)
+        # Not journaled: a record written in this transaction is already mapped
+        # (so it is never loaded here), so this is committed data.
+        self._identity.put(pid, obj, version, journal=False)
+        mapped = _nesting.mapped
+        if mapped is not None:
+            mapped.append(pid)
+        return obj
+
+    def _unpickle_record(self, pid: Any, record: Record) -> Any:
+        """The object of ``record``, checked (checksum, MAC) before it is
+        unpickled; GC3Pie's backup copy, if any, when the record is unreadable."""
         try:
             verify(self._describe, pid, record.payload, record.checksum, record.mac,
                    self._signer)
@@ -842,19 +923,7 @@ class Store(ABC):
                             self._describe(), pid, refused)
                 raise failure from None
             obj = self._unpickle(pid, backup.payload)
-        if getattr(obj, "persistent_id", None) is not pid:
-            # Payloads hold plain str/int ids (GC3Pie-readable): give the
-            # object its id as this store's Id/IntId.
-            _set_attr(obj, "persistent_id", pid)
-        note_stored(obj)
-        if getattr(obj, "changed", False) is not False:
-            _set_attr(obj, "changed", False)
-        # Not journaled: a record written in this transaction is already mapped
-        # (so it is never loaded here), so this is committed data.
-        self._identity.put(pid, obj, version, journal=False)
-        mapped = _nesting.mapped
-        if mapped is not None:
-            mapped.append(pid)
+            _nesting.resolved += 1  # its references are not the stored record's
         return obj
 
     def _load_unmapped(self, pid: Any) -> Any:
@@ -880,6 +949,7 @@ class Store(ABC):
 
     def _resolve_reference(self, ref: Any) -> Any:
         """Unpickler callback: the object for a persistent id found in a payload."""
+        _nesting.resolved += 1
         try:
             pid = self._coerce_id(ref)
         except (NotFoundError, TypeError) as exc:
@@ -916,12 +986,202 @@ class Store(ABC):
 
     # ------------------------------------------------------------ the rest of the contract
 
-    def remove(self, id_: Any) -> None:
-        """Delete the record ``id_``. Raises :class:`NotFoundError` if there is none."""
+    def remove(self, id_: Any, cascade: bool = False, force: bool = False) -> list[Any]:
+        """Delete the record ``id_``; return the ids removed (``[id_]``, or with
+        ``cascade`` the whole set), in the order they were found.
+
+        A record that other stored records reference is not removed (they
+        would be left referring to nothing): :class:`ReferencedError` names
+        them, and nothing is removed. With ``cascade=True`` the record goes
+        together with every record it reaches that nothing outside those
+        records references (a container and the children only it holds), in
+        one transaction. ``force=True`` removes even a referenced record (its
+        referrers then fail to load, as in GC3Pie, which never checks). A
+        store without reference tracking (a GC3Pie table read without
+        adoption) removes as GC3Pie does, and refuses ``cascade``.
+
+        Raises :class:`NotFoundError` if there is no record ``id_``,
+        :class:`ConflictError` if a record to remove changed meanwhile.
+        """
         with self.transaction():
             pid = self._coerce_id(id_)
-            self._delete(pid)
-            self._identity.discard(pid)
+            if not self._tracks_references:
+                if cascade:
+                    raise self._untracked("remove(..., cascade=True)")
+                self._delete(pid)
+                self._identity.discard(pid)
+                return [pid]
+            self._know_references()
+            if cascade:
+                doomed = self._cascade(pid)
+                for each in doomed:
+                    self._delete(each)
+                if not force:
+                    self._refuse_referenced(doomed)
+            else:
+                doomed = [pid]
+                self._delete_unreferenced(pid, force)
+            for each in doomed:
+                self._identity.discard(each)
+                self._referencing.discard(each)
+            return doomed
+
+    def referrers(self, id_: Any) -> list[Any]:
+        """The ids of the stored records that reference record ``id_``, sorted.
+
+        Read from the references recorded with each record (written in the
+        same transaction as the record; for records written by GC3Pie, read
+        from their payloads first, without running them: see
+        :mod:`typedstore.references`). Raises :class:`SchemaError` in a store
+        without reference tracking.
+        """
+        with self._lock:
+            pid = self._coerce_id(id_)
+            if not self._tracks_references:
+                raise self._untracked("referrers()")
+            self._know_references()
+            try:
+                return sorted(self._referrers_of([pid]).get(pid, ()))
+            except BaseException:
+                self._doom_own_txn()
+                raise
+
+    def _cascade(self, pid: Any) -> list[Any]:
+        """``pid`` and every record it reaches that nothing outside the set
+        references, each locked against writers before its referrers are read
+        (so a reference committed meanwhile is seen, and none can follow)."""
+        doomed: dict[Any, None] = {pid: None}
+        self._lock_records([pid])
+        frontier = [pid]
+        pending: set[Any] = set()
+        locked = {pid}
+        while frontier:
+            for targets in self._children_of(frontier).values():
+                pending.update(t for t in targets if t not in doomed)
+            if not pending:
+                break
+            fresh = [t for t in pending if t not in locked]
+            self._lock_records(fresh)
+            locked.update(fresh)
+            referrers = self._referrers_of(sorted(pending))
+            frontier = [t for t in sorted(pending)
+                        if all(r in doomed or r == t for r in referrers.get(t, ()))]
+            for each in frontier:
+                doomed[each] = None
+                pending.discard(each)
+        return list(doomed)
+
+    def _refuse_referenced(self, doomed: list[Any]) -> None:
+        """Raise :class:`ReferencedError` if a record outside ``doomed``
+        references one in it (after checking that record's payload: a reference
+        recorded for a record rewritten since by last-writer-wins or by GC3Pie
+        may be gone; such a stale one is repaired and ignored)."""
+        gone = set(doomed)
+        for target, sources in self._referrers_of(doomed).items():
+            outside = sorted(s for s in sources if s not in gone)
+            real = [s for s in outside if target in self._repair_references(s)]
+            if real:
+                shown = ", ".join(map(str, real[:10])) + (" ..." if len(real) > 10 else "")
+                raise ReferencedError(
+                    f"{self._describe()}: record {target} is referenced by {len(real)} "
+                    f"other record(s) ({shown}); nothing was removed. Remove them first, "
+                    "remove it with cascade=True if they go with it, or force=True to "
+                    "leave them referring to nothing", target, real)
+
+    def _repair_references(self, source: Any) -> list[Any]:
+        """The references record ``source`` holds, read from its stored payload
+        (recorded again if they differ from what is recorded)."""
+        raise NotImplementedError
+
+    def rebuild_references(self) -> int:
+        """Read every record's references from its payload again and record
+        them (without running anything the payloads name); return how many
+        records were read. For a store that GC3Pie also writes to, whose
+        writes record no references; :meth:`pack` does it first there.
+        """
+        with self._lock:
+            if not self._tracks_references:
+                raise self._untracked("rebuild_references()")
+            if self._own_txn() is not None:
+                raise TransactionError(f"{self._describe()}: rebuild_references() inside a "
+                                       "transaction: commit or roll it back first")
+            return self._scan_references(everything=True)
+
+    def pack(self, batch_size: int = PACK_BATCH, progress: bool | None = None) -> PackReport:
+        """Remove the records nothing needs: children (records only ever
+        stored because another record referenced them, never saved directly)
+        that no root reaches any more. Returns a :class:`PackReport`.
+
+        Mark and sweep in the database (a file store's index): memory stays
+        bounded whatever the store's size, records go in batches of
+        ``batch_size``, with a progress bar on a terminal (``progress``:
+        ``None`` = when stderr is one). Safe against concurrent writers: a
+        record a running transaction references (or writes) is never
+        collected; a writer that references a collected record gets
+        :class:`ConflictError`. Records written by GC3Pie have their
+        references read from their payloads first (every record, in a store
+        GC3Pie shares). Raises :class:`TransactionError` inside a
+        transaction, :class:`SchemaError` without reference tracking.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer of at least 1, not {batch_size!r}")
+        with self._lock:
+            if not self._tracks_references:
+                raise self._untracked("pack()")
+            if self._own_txn() is not None:
+                raise TransactionError(f"{self._describe()}: pack() inside a transaction: "
+                                       "commit or roll it back first")
+            scanned = self._scan_references(everything=self._shared_with_gc3pie())
+            with pack_progress(progress, self._describe()) as bar:
+                report = self._pack(batch_size, bar)
+            report.scanned = scanned
+            for id_ in report.sample:
+                self._identity.discard(id_)
+            log.info("%s: pack removed %d record(s), kept %d", self._describe(),
+                     report.removed, report.kept)
+            return report
+
+    # Reference-tracking primitives of backends that track references.
+
+    def _untracked(self, what: str) -> StoreError:
+        """The error for ``what`` in a store that does not track references."""
+        return StoreError(f"{self._describe()}: {what} needs reference tracking, which "
+                          "this store does not have")
+
+    def _shared_with_gc3pie(self) -> bool:
+        """Whether GC3Pie may write this store (its writes record no references)."""
+        return False
+
+    def _know_references(self) -> None:  # noqa: B027 - optional hook
+        """Make sure every record's references are recorded (those of records
+        written by GC3Pie or before tracking are read from their payloads)."""
+
+    def _scan_references(self, everything: bool) -> int:
+        """Read and record the references of records whose references are not
+        known (``everything``: of all records); return how many were read."""
+        raise NotImplementedError
+
+    def _referrers_of(self, ids: Sequence[Any]) -> dict[Any, set[Any]]:
+        """``target -> stored records referencing it``, for each of ``ids`` referenced."""
+        raise NotImplementedError
+
+    def _children_of(self, ids: Sequence[Any]) -> dict[Any, list[Any]]:
+        """``source -> records it references``, for each of ``ids`` that references any."""
+        raise NotImplementedError
+
+    def _lock_records(self, ids: Sequence[Any]) -> None:  # noqa: B027 - optional hook
+        """Keep other writers from changing or referencing ``ids`` until this
+        transaction ends (where the backend needs it)."""
+
+    def _delete_unreferenced(self, id_: Any, force: bool) -> None:
+        """Delete record ``id_`` unless another record references it
+        (:class:`ReferencedError`; ``force``: whatever references it)."""
+        self._delete(id_)
+        if not force:
+            self._refuse_referenced([id_])
+
+    def _pack(self, batch_size: int, bar: Any) -> PackReport:
+        raise NotImplementedError
 
     def list(self) -> list[Any]:
         """Return the ids of every stored object."""
@@ -954,6 +1214,7 @@ class Store(ABC):
         """Forget loaded objects: the next ``load`` of any id reads the backing store."""
         with self._lock:
             self._identity.clear()
+            self._referencing.clear()
 
     def refresh(self) -> RefreshReport:
         """Bring the identity map up to date with what other processes committed.

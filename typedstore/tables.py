@@ -33,6 +33,7 @@ from . import typemap
 from .defaults import DEFAULT_TABLE, ID_COUNTER_TABLE
 from .errors import SchemaError
 from .integrity import CHECKSUM_COLUMN, MAC_COLUMN, MAC_LENGTH
+from .references import ROOT_COLUMN
 from .rows import BASE_COLUMNS, BOOKKEEPING_COLUMNS, DEFAULT_KEY, base_columns, lenient_column
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,9 @@ _PKC_SUFFIX = "_pkc"
 #: Other names a store table may not take: typedstore's own tables, and the
 #: temporary tables of Alembic's batch mode.
 CHECKPOINT_TABLE = "typedstore_backfill"
-_RESERVED_PREFIXES = (VERSION_TABLE_PREFIX, "_alembic_tmp_")
+#: Prefix of the per-table reference tables (:mod:`typedstore.references`).
+REFS_TABLE_PREFIX = "typedstore_refs_"
+_RESERVED_PREFIXES = (VERSION_TABLE_PREFIX, REFS_TABLE_PREFIX, "_alembic_tmp_")
 _SAFE = re.compile(r"[^0-9A-Za-z_]")
 
 
@@ -303,12 +306,41 @@ def build_table(
     if not bookkeeping:
         columns = [c for c in columns if c.name not in BOOKKEEPING_COLUMNS]
     else:
-        columns += integrity_columns()
+        columns += integrity_columns() + tracking_columns()
     if only is not None:
         columns = [c for c in columns if c.name in only]
     table = sa.Table(name, metadata, *columns)
     _prefix_indexes(table)
     return table
+
+
+def tracking_columns() -> list[sa.Column[Any]]:
+    """``_root`` (:data:`typedstore.references.ROOT_COLUMN`), nullable: whether
+    a record was saved directly and whether it was ever referenced (values in
+    :mod:`typedstore.references`); NULL where not known (rows written before
+    revision ts0005, or by GC3Pie)."""
+    return [sa.Column(ROOT_COLUMN, sa.SmallInteger, nullable=True)]
+
+
+def refs_table_name(table: str, dialect: str | None = None) -> str:
+    """The reference table of store table ``table`` on ``dialect``:
+    ``typedstore_refs_<table>``, or a hashed name when that does not fit
+    (:func:`fitted`, with room for its index's name)."""
+    return fitted(REFS_TABLE_PREFIX, table, dialect, reserve=len("ix__target"))
+
+
+def refs_table(name: str, metadata: sa.MetaData) -> sa.Table:
+    """The reference table ``name``: one row ``(source, target)`` per record
+    ``source`` whose payload references record ``target``; looked up both ways
+    (its key, and an index on ``target``). No foreign keys: GC3Pie deletes rows
+    of the store table without knowing of it, which leaves rows here whose
+    source is gone; every reader joins them away, pack removes them."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("source", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("target", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Index(f"ix_{name}_target", "target"),
+    )
 
 
 def integrity_columns() -> list[sa.Column[Any]]:

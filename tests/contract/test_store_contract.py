@@ -19,6 +19,7 @@ from typedstore import (
     LoadError,
     NotFoundError,
     Persistable,
+    ReferencedError,
     SaveError,
     Store,
     StoreError,
@@ -422,7 +423,12 @@ def test_load_of_container_with_removed_child_raises_load_error(
 ) -> None:
     child = Job("child")
     box_id = store.save(Job("box", child=child))
-    store.remove(child.persistent_id)
+    # Refused while the box references it (reference tracking), removed by force.
+    with pytest.raises(ReferencedError) as refused:
+        store.remove(child.persistent_id)
+    assert refused.value.referrers == (box_id,)
+    assert store.load(child.persistent_id) is child
+    assert store.remove(child.persistent_id, force=True) == [child.persistent_id]
     with pytest.raises(LoadError) as info:
         open_store().load(box_id)
     # The container exists: "not found" (a KeyError) would be misleading.

@@ -309,6 +309,28 @@ def test_references_read_from_gc3pie_records(backend: str, gc3: Gc3Side, stores:
     assert with_children >= 4
 
 
+def test_references_of_a_gc3pie_store(backend: str, gc3: Gc3Side, stores: Stores) -> None:
+    """A store GC3Pie wrote: typedstore knows who references whom (read from the
+    payloads on first need), refuses to remove a shared child, and pack keeps
+    every record GC3Pie wrote (whether GC3Pie saved one directly is not known)."""
+    from typedstore import ReferencedError
+
+    written = gc3.write()
+    sanity(written)
+    store = stores.open()
+    named = by_name(load_all(store)[0].values())
+    shared = named["shared"]
+    holders = sorted(str(n.persistent_id) for n in named.values()
+                     if any(c is shared for c in getattr(n, "children", ())))
+    assert len(holders) == 2
+    assert sorted(str(i) for i in store.referrers(shared.persistent_id)) == holders
+    with pytest.raises(ReferencedError):
+        store.remove(shared.persistent_id)
+    report = stores.open().pack()
+    assert report.removed == 0
+    assert len(store.list()) == len(written["ids"])
+
+
 def test_gc3pie_reads_records_typedstore_added(
     backend: str, gc3: Gc3Side, stores: Stores, gc3_counts: list[str],
     record_property: Callable[[str, Any], None],

@@ -19,6 +19,10 @@ from tests.migrations.models import M1, M2, cores_of, index_of, make_jobs
 from tests.migrations.support import REPO, Db, run_alembic
 from tests.security.planted import planted
 from typedstore import SchemaError, make_store
+from typedstore.schema import code_head
+
+#: typedstore's head revision, which tables reach on open.
+HEAD = code_head()
 
 ROWS = 60
 
@@ -66,7 +70,7 @@ def test_add_a_field_generate_migrate_backfill_query(
     assert spec is not None and spec.loader is not None
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)
-    assert migration.down_revision == "ts0004"
+    assert migration.down_revision == HEAD
     assert callable(migration.upgrade) and callable(migration.downgrade)
 
     run_alembic(*x, "upgrade", "heads", config=ini)
@@ -110,7 +114,7 @@ def test_upgrade_from_code_after_a_users_migration(sqlite_db: Db, table: str,
         "from alembic import op\n\n"
         "from typedstore.migrations import store_table\n\n"
         "revision = 'user0001'\n"
-        "down_revision = 'ts0004'\n"
+        f"down_revision = '{HEAD}'\n"
         "branch_labels = None\n"
         "depends_on = None\n\n\n"
         "def upgrade():\n"
@@ -144,7 +148,7 @@ from typedstore.migrations import store_table
 from tests.migrations.models import M2
 
 revision = "user0002"
-down_revision = "ts0004"
+down_revision = "HEAD_REVISION"
 branch_labels = None
 depends_on = None
 
@@ -158,7 +162,7 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table(store_table()) as batch:
         batch.drop_column("cores")
-'''
+'''.replace("HEAD_REVISION", HEAD)
 
 
 def apply_backfill_migration(db: Db, table: str, tmp_path: Path,
@@ -203,7 +207,7 @@ def test_failing_backfill_operation_rolls_the_migration_back(
     assert [id_ for id_, _ in info.value.failures] == [ids[9]]
 
     # Transactional DDL: the column and the revision are rolled back with the fill.
-    assert db.revisions(table) == ["ts0004"]
+    assert db.revisions(table) == [HEAD]
     assert "cores" not in db.columns(table)
     with make_store(url, row_model=M1, create=False) as store:
         assert len(store.list()) == 10
@@ -226,7 +230,7 @@ def test_backfill_operation_reads_records_as_a_store_does(db_sqlite_pg: Db, tabl
     with pytest.raises(typedstore.BackfillError) as info:
         apply_backfill_migration(db, table, tmp_path / "damaged")
     assert [(id_, "damaged" in why) for id_, why in info.value.failures] == [(ids[1], True)]
-    assert db.revisions(table) == ["ts0004"]
+    assert db.revisions(table) == [HEAD]
 
     db.execute(f"UPDATE {table} SET data = :data, _checksum = NULL WHERE id = :id",
                data=planted(str(marker))["os.system, protocol 0"], id=ids[1])
@@ -237,4 +241,4 @@ def test_backfill_operation_reads_records_as_a_store_does(db_sqlite_pg: Db, tabl
         apply_backfill_migration(db, table, tmp_path / "planted", allowing)
     assert [id_ for id_, _ in info.value.failures] == [ids[1]]
     assert "os" in info.value.failures[0][1] and not marker.exists()
-    assert db.revisions(table) == ["ts0004"]
+    assert db.revisions(table) == [HEAD]

@@ -11,7 +11,10 @@ import typedstore
 from tests.migrations.models import M1, M2, make_jobs
 from tests.migrations.support import Db, run_alembic, run_typedstore
 from typedstore import SchemaError, make_store
-from typedstore.schema import version_table
+from typedstore.schema import code_head, version_table
+
+#: typedstore's head revision, which tables reach on open.
+HEAD = code_head()
 
 
 def set_revision(db: Db, table: str, revision: str) -> None:
@@ -30,18 +33,18 @@ def test_a_table_behind_the_code_names_the_command_that_upgrades_it(db: Db, tabl
     error = info.value
     assert error.table == table
     assert error.current == "ts0001"
-    assert error.required == "ts0004"
+    assert error.required == HEAD
     assert error.command is not None
     assert error.command.startswith("alembic ")
     assert "upgrade head" in error.command and f"-x table={table}" in error.command
     assert error.command in str(error)
-    assert "ts0001" in str(error) and "ts0004" in str(error)
+    assert "ts0001" in str(error) and HEAD in str(error)
 
     # The command it names, run as written (from the repository root), fixes it.
     words = shlex.split(error.command)
     assert words[0] == "alembic"
     run_alembic(*words[1:])
-    assert db.revisions(table) == ["ts0004"]
+    assert db.revisions(table) == [HEAD]
     with make_store(url, create=False) as store:
         assert store.load(id_) == {"before": "downgrade"}
 
@@ -55,7 +58,7 @@ def test_a_table_ahead_of_the_code_is_refused(db: Db, table: str) -> None:
         with pytest.raises(SchemaError) as info:
             make_store(url, create=create)
         assert info.value.current == "ts9999"
-        assert info.value.required == "ts0004"
+        assert info.value.required == HEAD
         assert "newer" in str(info.value)
         assert info.value.command is None  # no command fixes it: upgrade typedstore
     assert db.revisions(table) == ["ts9999"]
@@ -89,7 +92,7 @@ def drop_by_hand(db: Db, url: str, table: str) -> list[int]:
         ids = [int(i) for i in store.save_many(make_jobs(0, 3))]
     db.execute(f"DROP TABLE {table}")
     assert not db.has_table(table)
-    assert db.revisions(table) == ["ts0004"]
+    assert db.revisions(table) == [HEAD]
     return ids
 
 
@@ -107,7 +110,7 @@ def test_opening_with_create_recreates_a_table_dropped_by_hand(
     assert any(table in w and version_table(table) in w and "dropped" in w for w in warnings), \
         warnings
     assert db.has_table(table)
-    assert db.revisions(table) == ["ts0004"]
+    assert db.revisions(table) == [HEAD]
     assert {"jobname", "cores", "version", "updated_at"} <= db.columns(table)
     assert new_id > max(old_ids)  # the id counter outlived the table: no id reissued
     with make_store(url, row_model=M2, create=False) as store:
@@ -122,11 +125,11 @@ def test_create_false_on_a_table_dropped_by_hand_names_the_repair(db: Db, table:
         make_store(url, row_model=M2, create=False)
     error = info.value
     assert error.table == table
-    assert error.current == "ts0004"
+    assert error.current == HEAD
     assert version_table(table) in str(error) and "dropped" in str(error)
     assert error.command is not None and error.command in str(error)
     assert not db.has_table(table)  # create=False changed nothing
-    assert db.revisions(table) == ["ts0004"]
+    assert db.revisions(table) == [HEAD]
 
     # The command it names, run as written, creates the table again.
     words = shlex.split(error.command)
@@ -143,7 +146,7 @@ def test_upgrade_recreates_a_table_dropped_by_hand(db: Db, table: str) -> None:
 
     assert "cores" in typedstore.upgrade(url, row_model=M2)
     assert db.has_table(table)
-    assert db.revisions(table) == ["ts0004"]
+    assert db.revisions(table) == [HEAD]
     with make_store(url, row_model=M2, create=False) as store:
         assert store.list() == []
 
@@ -159,4 +162,4 @@ def test_a_table_downgraded_to_base_is_created_again_quietly(
     with caplog.at_level(logging.WARNING), make_store(url) as store:
         store.save({"again": True})
     assert not [r for r in caplog.records if "dropped" in r.getMessage()]
-    assert db.revisions(table) == ["ts0004"]
+    assert db.revisions(table) == [HEAD]
