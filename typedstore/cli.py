@@ -204,6 +204,57 @@ def resign_cmd(
         raise typer.Exit(1)
 
 
+@app.command("pack")
+def pack_cmd(
+    url: str,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, help="records removed per statement")] = 1000,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove children no root reaches any more (Store.pack); a progress bar on a terminal.
+
+    Records saved directly are roots and stay; so does everything they
+    reference. Safe while other processes write.
+    """
+    with _reported(), make_store(url) as store:
+        report = store.pack(batch_size=batch_size, progress=None if not as_json else False)
+    if as_json:
+        typer.echo(json.dumps({"removed": report.removed, "kept": report.kept,
+                               "scanned": report.scanned,
+                               "sample": [str(i) for i in report.sample]}))
+        return
+    typer.echo(f"{report.removed} record(s) removed, {report.kept} kept"
+               + (f"; references of {report.scanned} read from their payloads"
+                  if report.scanned else ""))
+
+
+@app.command("references")
+def references_cmd(
+    url: str,
+    record: Annotated[str | None, typer.Argument(
+        help="a record id: list the records referencing it")] = None,
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="read every record's references from its payload again "
+                          "(a store GC3Pie writes to)")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The records referencing RECORD (Store.referrers), or --rebuild the references."""
+    if record is None and not rebuild:
+        typer.echo("error: give a record id, or --rebuild", err=True)
+        raise typer.Exit(2)
+    with _reported(), make_store(url) as store:
+        if rebuild:
+            count = store.rebuild_references()
+            if not as_json:
+                typer.echo(f"references of {count} record(s) read from their payloads")
+        found = [str(i) for i in store.referrers(record)] if record is not None else None
+    if as_json:
+        typer.echo(json.dumps({"referrers": found} if not rebuild else
+                              {"rebuilt": count, "referrers": found}))
+    elif found is not None:
+        typer.echo("\n".join(found) if found else f"nothing references {record}")
+
+
 @app.command("demo")
 def demo_cmd(url: Annotated[str | None, typer.Argument()] = None) -> None:
     """Run the demo (see typedstore.demo)."""
