@@ -60,7 +60,7 @@ def test_upgrade_adopts_a_gc3pie_table(db: Db, table: str) -> None:
 
     assert db.revisions(table) == [HEAD]
     assert db.columns(table) == {"id", "data", "state", "extra", "version", "updated_at",
-                                 "_checksum", "_mac"}
+                                 "_checksum", "_mac", "_root"}
     assert db.column_type(table, "data") == PAYLOAD_TYPE[db.backend]
     assert f"ix_{table}_state" in db.indexes(table)
     rows = db.rows(f"SELECT id, state, extra, version, updated_at FROM {table} ORDER BY id")

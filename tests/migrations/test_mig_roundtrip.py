@@ -15,7 +15,7 @@ from typedstore.schema import code_head
 HEAD = code_head()
 
 BASE = {"id", "data", "state"}
-BOOKKEEPING = {"version", "updated_at", "_checksum", "_mac"}
+BOOKKEEPING = {"version", "updated_at", "_checksum", "_mac", "_root"}
 
 
 def test_upgrade_downgrade_round_trip_keeps_rows(db: Db, table: str) -> None:
