@@ -264,6 +264,7 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         self._pending_refs: dict[Any, tuple[list[Any], list[Any]]] = {}
         #: Removals to refuse at commit if a record outside them references one.
         self._checked: set[Any] = set()
+        self._references_known = False
         #: Directory entries that are not records, warned about once.
         self._odd_entries: set[str] = set()
         #: Index rows a query read, by id: ``_sealed`` uses one (instead of a
@@ -561,9 +562,14 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         return bool(self.gc3pie_compatible)
 
     def _know_references(self) -> None:
+        # Once per store object: other typedstore writers index their own
+        # records; a pack brings in what GC3Pie wrote since (each time).
+        if self._references_known:
+            return
         with self._lock, self._commit_lock, self._index_errors("bringing it up to date"):
             self.index.refresh(self.directory, self._record_names, self._extract,
                                watch=self.gc3pie_compatible)
+        self._references_known = True
 
     def _scan_references(self, everything: bool) -> int:
         """Rows are made with their references (from the file, for files others
