@@ -159,15 +159,17 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             (:class:`SignatureError`). ``None``: ``$TYPEDSTORE_SIGNING_KEYS``
             (comma-separated), if set; ``[]``: no signing. docs/security.md.
         engine_options: extra ``sqlalchemy.create_engine`` arguments.
-        connect_timeout, lock_timeout, statement_timeout, read_timeout: seconds
-            (``None``: the defaults of :mod:`typedstore.defaults`), see
-            :class:`~typedstore.connections.Timeouts`. ``connect_timeout``:
-            connecting (:class:`ConnectTimeout`); ``lock_timeout``: waiting
-            for a row lock or SQLite's write lock (:class:`LockTimeout`);
-            ``statement_timeout``: a statement's run time on the server, 0
-            for none (:class:`ServerTimeout`); ``read_timeout``: the longest
-            wait for a connected server's answer (:class:`ReadTimeout`;
-            on PostgreSQL a client-side deadline, :mod:`typedstore.deadlines`).
+        connect_timeout: seconds for connecting (:class:`ConnectTimeout`).
+            Each timeout's ``None`` means the default of
+            :mod:`typedstore.defaults`; see
+            :class:`~typedstore.connections.Timeouts`.
+        lock_timeout: seconds waiting for a row lock or SQLite's write lock
+            (:class:`LockTimeout`).
+        statement_timeout: seconds of a statement's run time on the server, 0
+            for none (:class:`ServerTimeout`).
+        read_timeout: seconds, the longest wait for a connected server's answer
+            (:class:`ReadTimeout`; on PostgreSQL a client-side deadline,
+            :mod:`typedstore.deadlines`).
         network_filesystem: SQLite: ``"warn"`` (once), ``"error"`` or
             ``"ignore"`` when the database file is on a network file system,
             where SQLite's locking is unreliable (:mod:`typedstore.mounts`);
