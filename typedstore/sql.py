@@ -843,6 +843,19 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             return f"{sql} FOR UPDATE"
         return f"{sql} {'LOCK IN SHARE MODE' if self._is_mysql else 'FOR SHARE'}"
 
+    def _execute(self, cursor: Any, sql: str, params: Any = None) -> Any:
+        """Run ``sql`` on ``cursor``; a statement without parameters gets an empty
+        tuple on the drivers with ``%s`` placeholders, so that they read the
+        ``%%`` SQLAlchemy writes for a percent sign in a quoted name
+        (``per%cent``) as one."""
+        if params is None and not self._sqlite:
+            params = ()
+        if params is None:
+            cursor.execute(sql)
+        else:
+            cursor.execute(sql, params)
+        return cursor
+
     def _fetch(self, sql: str) -> list[Any]:
         """Rows of ``sql``: inside this thread's transaction on its connection
         (seeing its writes), else on a pooled connection."""
@@ -851,15 +864,16 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             self._flush_inserts()
             cursor = self._link.new_cursor()
             try:
-                cursor.execute(sql)
-                return list(cursor.fetchall())
+                return list(self._execute(cursor, sql).fetchall())
             except Exception:
                 self._doom_own_txn()
                 raise
             finally:
                 cursor.close()
         with self._link.translating("reading references"), self.engine.connect() as conn:
-            return list(conn.exec_driver_sql(sql).all())
+            raw: Any = conn.connection.driver_connection
+            with closing(raw.cursor()) as cursor:
+                return list(self._execute(cursor, sql).fetchall())
 
     def _change(self, sql: str, params: Any = None, many: list[Any] | None = None) -> int:
         """Run a change (with ``params``, or once per ``many``) in this thread's
@@ -869,10 +883,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         cursor = self._link.cursor
         if many is not None:
             cursor.executemany(sql, many)
-        elif params is not None:
-            cursor.execute(sql, params)
         else:
-            cursor.execute(sql)
+            self._execute(cursor, sql, params)
         return int(cursor.rowcount)
 
     @staticmethod
@@ -975,8 +987,14 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         self._refuse_referenced([id_])
 
     def _repair_references(self, source: Any) -> list[Any]:
-        record = self._read(source)
-        refs = [self._coerce_id(r) for r in referenced_ids(record.payload, source)]
+        # A locking read: the newest committed payload (a plain read may see the
+        # transaction's snapshot, older than the reference just found: MariaDB).
+        q = self._q
+        rows = self._fetch(self._locking(
+            f"SELECT {q['data']} FROM {q['table']} WHERE {q['id']} = {int(source)}"))
+        if not rows or rows[0][0] is None:
+            return []
+        refs = [self._coerce_id(r) for r in referenced_ids(bytes(rows[0][0]), source)]
         recorded = self._children_of([source]).get(source, [])
         if set(recorded) != set(refs):
             log.warning("%s: the references recorded for record %s were not its payload's "
@@ -1075,11 +1093,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         cursor = link.cursor
 
         def run(sql: str, params: Any = None) -> Any:
-            if params is None:
-                cursor.execute(sql)
-            else:
-                cursor.execute(sql, params)
-            return cursor
+            return self._execute(cursor, sql, params)
 
         # Each batch is a range of the dead ids, bound as parameters: one
         # statement text for every batch (the drivers' statement caches stay
@@ -1087,10 +1101,14 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         mark_ = "?" if self._sqlite else "%s"
         in_batch = f"IN (SELECT id FROM {dead} WHERE id >= {mark_} AND id <= {mark_})"
 
+        # The roots' ids as the reference table's BIGINT (GC3Pie's id column is
+        # an INTEGER; PostgreSQL wants one type through the recursion).
+        bigint = "SIGNED" if self._is_mysql else "BIGINT"
+
         def mark() -> None:
             run(f"DELETE FROM {live}")
             run(f"INSERT INTO {live} (id) WITH RECURSIVE reach (id) AS ("
-                f"SELECT {q['id']} FROM {q['table']} "
+                f"SELECT CAST({q['id']} AS {bigint}) FROM {q['table']} "
                 f"WHERE {q['root']} IS NULL OR {q['root']} <> {CHILD} "
                 f"UNION SELECT r.target FROM {q['refs']} r JOIN reach ON r.source = reach.id) "
                 f"SELECT id FROM reach")

@@ -325,21 +325,22 @@ def tracking_columns() -> list[sa.Column[Any]]:
 def refs_table_name(table: str, dialect: str | None = None) -> str:
     """The reference table of store table ``table`` on ``dialect``:
     ``typedstore_refs_<table>``, or a hashed name when that does not fit
-    (:func:`fitted`, with room for its index's name)."""
-    return fitted(REFS_TABLE_PREFIX, table, dialect, reserve=len("ix__target"))
+    (:func:`fitted`)."""
+    return fitted(REFS_TABLE_PREFIX, table, dialect)
 
 
-def refs_table(name: str, metadata: sa.MetaData) -> sa.Table:
+def refs_table(name: str, metadata: sa.MetaData, dialect: str | None = None) -> sa.Table:
     """The reference table ``name``: one row ``(source, target)`` per record
     ``source`` whose payload references record ``target``; looked up both ways
     (its key, and an index on ``target``). No foreign keys: GC3Pie deletes rows
     of the store table without knowing of it, which leaves rows here whose
-    source is gone; every reader joins them away, pack removes them."""
+    source is gone; every reader joins them away, pack removes them. Its
+    index's name fits ``dialect`` too."""
     return sa.Table(
         name, metadata,
         sa.Column("source", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("target", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Index(f"ix_{name}_target", "target"),
+        sa.Index(fitted("ix_", f"{name}_target", dialect), "target"),
     )
 
 

@@ -35,7 +35,7 @@ def upgrade() -> None:
             batch.add_column(sa.Column(ROOT_COLUMN, sa.SmallInteger(), nullable=True))
     name = refs_table_name(table, bind.dialect.name)
     if not inspector.has_table(name):
-        refs_table(name, sa.MetaData()).create(bind)
+        refs_table(name, sa.MetaData(), bind.dialect.name).create(bind)
 
 
 def downgrade() -> None:
