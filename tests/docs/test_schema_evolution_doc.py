@@ -1,6 +1,6 @@
 """docs/schema-evolution.md, run as a user would: every ``console`` block, exactly as
 written, with typedstore installed from a wheel in a fresh venv, in an empty
-directory outside the repository; ``python file=NAME`` blocks are written to NAME
+directory outside the repository; ``python title="NAME"`` blocks are written to NAME
 first. On SQLite as written, and on PostgreSQL with ``sqlite:jobs.db`` replaced by
 this run's PostgreSQL URL. A line ending in ``# exit N`` must end with status N,
 every other one with 0.
@@ -21,6 +21,8 @@ from tests.docs.wheelenv import ROOT, build_wheel, ensure_wheel_venv
 DOC = ROOT / "docs" / "schema-evolution.md"
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```\n", re.S | re.M)
 EXIT = re.compile(r"\s+#\s*exit\s+(\d+)\s*$")
+#: ```python title="NAME"``` (the file name Material shows above the block).
+TITLE = re.compile(r'^title="([^"/]+)"$')
 SQLITE_URL = "sqlite:jobs.db"
 
 
@@ -33,8 +35,8 @@ def doc_steps(text: str) -> list[tuple[str, str, str]]:
             for line in body.splitlines():
                 if line.startswith("$ "):
                     steps.append(("run", line[2:], ""))
-        elif words[:1] == ["python"] and len(words) > 1 and words[1].startswith("file="):
-            steps.append(("file", words[1][len("file="):], body))
+        elif words[:1] == ["python"] and len(words) > 1 and (titled := TITLE.match(words[1])):
+            steps.append(("file", titled.group(1), body))
     return steps
 
 
