@@ -24,7 +24,7 @@ from .differences import differences
 from .differences import report as drift_report
 from .errors import NotFoundError, StoreError
 from .evolution import backfill, rewrite_all
-from .inspection import jsonable, list_records, show_record, store_stats
+from .inspection import jsonable, list_records, open_existing, show_record, store_stats
 from .integrity import resign
 from .pickleview import render
 from .scaffold import NEXT_STEP, init
@@ -216,7 +216,7 @@ def pack_cmd(
     Records saved directly are roots and stay; so does everything they
     reference. Safe while other processes write.
     """
-    with _reported(), make_store(url) as store:
+    with _reported(), open_existing(url) as store:
         report = store.pack(batch_size=batch_size, progress=None if not as_json else False)
     if as_json:
         typer.echo(json.dumps({"removed": report.removed, "kept": report.kept,
@@ -242,7 +242,7 @@ def references_cmd(
     if record is None and not rebuild:
         typer.echo("error: give a record id, or --rebuild", err=True)
         raise typer.Exit(2)
-    with _reported(), make_store(url) as store:
+    with _reported(), open_existing(url) as store:
         if rebuild:
             count = store.rebuild_references()
             if not as_json:

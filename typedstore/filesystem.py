@@ -265,6 +265,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         #: Removals to refuse at commit if a record outside them references one.
         self._checked: set[Any] = set()
         self._references_known = False
+        #: Records whose references this store could not read from their files.
+        self._unscannable: dict[str, str] = {}
         #: Directory entries that are not records, warned about once.
         self._odd_entries: set[str] = set()
         #: Index rows a query read, by id: ``_sealed`` uses one (instead of a
@@ -543,7 +545,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
     _tracks_references = True
 
     def _write_references(self, id_: Any, refs: list[Any], held: list[Any],
-                          fresh: bool) -> None:
+                          fresh: bool, assumed: int | None = None) -> None:
+        # Every commit replaces the references of what it writes.
         self._pending_refs[id_] = (refs, held)
 
     def _delete_unreferenced(self, id_: Any, force: bool) -> None:
@@ -582,16 +585,47 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         return marked
 
     def _referrers_of(self, ids: Sequence[Any]) -> dict[Any, set[Any]]:
+        """From the index, with the open transaction's own writes in their place
+        (they are committed, and indexed, only at its end)."""
         with self._index_errors("reading references"):
             found = self.index.referrers([str(i) for i in ids])
-        return {self._coerce_id(t): {self._coerce_id(s) for s in sources}
-                for t, sources in found.items()}
+        pending = self._pending_refs if self._own_txn() is not None else {}
+        rewritten = {str(s) for s in pending} | {
+            str(s) for s, entry in self._pending.items() if entry is _DELETE} \
+            if self._own_txn() is not None else set()
+        result = {self._coerce_id(t): {self._coerce_id(s) for s in sources
+                                       if s not in rewritten}
+                  for t, sources in found.items()}
+        wanted = {str(i) for i in ids}
+        for source, (targets, _) in pending.items():
+            for target in targets:
+                if str(target) in wanted:
+                    result.setdefault(self._coerce_id(target), set()).add(source)
+        return {t: sources for t, sources in result.items() if sources}
 
     def _children_of(self, ids: Sequence[Any]) -> dict[Any, list[Any]]:
         with self._index_errors("reading references"):
             found = self.index.children([str(i) for i in ids])
-        return {self._coerce_id(s): [self._coerce_id(t) for t in targets]
-                for s, targets in found.items()}
+        result = {self._coerce_id(s): [self._coerce_id(t) for t in targets]
+                  for s, targets in found.items()}
+        if self._own_txn() is not None:
+            for id_ in ids:
+                if id_ in self._pending_refs:
+                    result[id_] = list(self._pending_refs[id_][0])
+                elif self._pending.get(id_, 0) is _DELETE:
+                    result.pop(id_, None)
+        return result
+
+    def _refuse_unknown_references(self) -> None:
+        gone = [name for name in self._unscannable if file_stamp(self._path(name)) is None]
+        for name in gone:
+            del self._unscannable[name]
+        if self._unscannable:
+            shown = "; ".join(f"{i}: {why}" for i, why in list(self._unscannable.items())[:5])
+            raise StoreError(
+                f"{self._describe()}: pack cannot know what {len(self._unscannable)} "
+                f"record(s) reference, so it would risk removing what they hold: {shown}. "
+                "Restore them, or remove them with remove(id, force=True)")
 
     def _check_references(self, pending: dict[Any, Any],
                           refs: dict[Any, tuple[list[Any], list[Any]]],
@@ -657,6 +691,8 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 room = PACK_SAMPLE - len(report.sample)
                 if room > 0:
                     report.sample += ids[:room]
+                for id_ in ids:
+                    self._identity.discard(id_)
                 bar.advance(len(batch))
             self.index.settle_own()
             self.index.drop_dangling_references()
@@ -889,9 +925,12 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
         refs: list[str] | None
         try:
             refs = [str(self._coerce_id(r)) for r in referenced_ids(data, name)]
-        except (LoadError, TypeError) as exc:
-            log.warning("%s: the references of record %s cannot be read: %s",
+            self._unscannable.pop(name, None)
+        except (StoreError, TypeError) as exc:
+            log.warning("%s: the references of record %s cannot be read (%s); pack refuses "
+                        "to run until it is restored or removed with force=True",
                         self._describe(), name, exc)
+            self._unscannable[name] = str(exc)
             refs = None
         try:
             pid = self._coerce_id(name)
@@ -899,7 +938,9 @@ class FilesystemStore(Store, QuerySource, schemes=("file",)):
                 # A mapped object may not be what the file holds (changed in
                 # memory, or read before GC3Pie rewrote the file): the index
                 # describes the file.
-                obj = (self.load(pid) if self._identity.get(pid) is None
+                # Not load(): a record this reader cannot read must not doom the
+                # transaction that asked for the index (a query, a remove in it).
+                obj = (self._load_record(pid) if self._identity.get(pid) is None
                        else self._load_unmapped(pid))
             return self.index.values(obj, name), None, read_checksum, refs
         except NotFoundError:

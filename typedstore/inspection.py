@@ -190,14 +190,27 @@ def jsonable(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _opened(url: str | os.PathLike[str], row_model: RowModelSpec) -> Iterator[Store]:
-    """The store at ``url``, opened read-only for inspection; closed at the end."""
+def open_existing(url: str | os.PathLike[str], **options: Any) -> Iterator[Store]:
+    """The store at ``url``, which must exist: a missing directory, SQLite file
+    or table is a :class:`NotFoundError` and nothing is created (SQL stores
+    open with ``create=False``). ``options`` go to :func:`make_store`. Closed
+    at the end of the block."""
+    with _opened(url, options.pop("row_model", None), options) as store:
+        yield store
+
+
+@contextlib.contextmanager
+def _opened(url: str | os.PathLike[str], row_model: RowModelSpec,
+            options: dict[str, Any] | None = None) -> Iterator[Store]:
+    """The store at ``url``, opened without creating anything (``options``
+    ``None``: read-only, for inspection); closed at the end."""
     parsed = parse_store_url(url)
     model = import_row_model(row_model) if isinstance(row_model, str) else row_model
     _check_there(parsed)
+    if options is None:
+        options = {"allowed_classes": (), "missing_classes": "placeholder"}
     try:
-        store = make_store(parsed.text, row_model=model, create=False, allowed_classes=(),
-                           missing_classes="placeholder")
+        store = make_store(parsed.text, row_model=model, create=False, **options)
     except SchemaError as exc:
         table = store_table_name(None, parsed.table, model)
         tables = _store_tables(parsed) if parsed.scheme != "file" else [table]

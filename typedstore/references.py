@@ -90,16 +90,24 @@ class _IntRef:
     ``NEWOBJ``), ``IntId(5)``, or ``copyreg._reconstructor(IntId, int, 5)``."""
 
     def __new__(cls, *args: Any) -> Any:
-        return int(args[-1])
+        seqno = args[-1] if args else None
+        if isinstance(seqno, bool) or not isinstance(seqno, (int, str)):
+            raise TypeError(f"an IntId is made of an int, not {type(seqno).__name__}")
+        return int(seqno)
 
 
 class _StrRef:
     """An ``Id`` as a plain ``str``: ``Id("job.3")`` or GC3Pie's ``Id(prefix, seqno)``."""
 
     def __new__(cls, *args: Any) -> Any:
-        if len(args) >= 2:
+        # Only plain values (a list argument nested with shared parts would make
+        # a string exponentially long from a few bytes).
+        if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], int) \
+                and not isinstance(args[1], bool):
             return f"{args[0]}.{args[1]}"
-        return str(args[0]) if args else ""
+        if len(args) == 1 and isinstance(args[0], str):
+            return args[0]
+        raise TypeError("an Id is made of a prefix and a number, or a string")
 
 
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:

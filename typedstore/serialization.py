@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from .allowlist import AllowFn, AllowList, split_name
 from .defaults import DEFAULT_PROTOCOL
-from .errors import LoadError, UnsafeLoadError
+from .errors import ConflictError, LoadError, UnsafeLoadError
 from .guarded import GuardedUnpickler
 from .ids import GC3PIE_PAYLOAD_PROTOCOL, gc3pie_payload
 from .ids import _pickling as _id_pickling
@@ -592,7 +592,8 @@ def _naming_errors(record_id: Any) -> Iterator[None]:
     """Turn whatever unpickling raises into a LoadError naming the record."""
     try:
         yield
-    except (LoadError, RecursionError):
+    except (LoadError, RecursionError, ConflictError):
+        # A ConflictError: a reference to a record another writer removed meanwhile.
         raise
     except Exception as exc:  # pickle raises many types; name the record in one
         raise _load_error(record_id, exc) from exc

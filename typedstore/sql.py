@@ -283,6 +283,11 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         # Reference tracking (revision ts0005): the reference table and its statements.
         self._tracks_references = self._stmts.tracking
         self._references_known = False
+        #: Records written without a version check whose references were not
+        #: replaced, by the version this store knew of them (see _record_version).
+        self._assumed_unreferencing: dict[Any, int] = {}
+        #: Records whose references could not be read from their payloads.
+        self._unscannable: dict[Any, str] = {}
         refs = refs_table(refs_table_name(self.table_name, self.engine.dialect.name),
                           new_metadata())
         quote = self.engine.dialect.identifier_preparer.quote
@@ -496,6 +501,7 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
     def _rollback(self) -> None:
         self._deferred = None
         self._inserts = []
+        self._assumed_unreferencing.clear()
         self._sequence.reset()
         if self._in_db_txn:
             self._in_db_txn = False
@@ -775,11 +781,19 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
 
         def check(rowcount: int) -> None:
             version = stmts.returned_version(self._driver(), rowcount)
+            assumed = self._assumed_unreferencing.pop(id_, None)
             if version is None:
                 if must_exist:
                     raise NotFoundError(f"{self._describe()}: no record {id_} to replace", id_)
                 return
             self._identity.set_version(id_, version)
+            if assumed is not None and version != assumed + 1:
+                # It replaced a version this store never saw, which may have
+                # referenced records: its references go (in the same transaction,
+                # or right after an autocommit write; a stale one left by a crash
+                # in between keeps a record alive, never loses one).
+                delete = self._refs_sql["delete"]
+                self._link.cursor.execute(delete.sql, delete.single(int(id_)))
 
         return check
 
@@ -892,11 +906,15 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
         return ", ".join(str(int(i)) for i in ids)
 
     def _write_references(self, id_: Any, refs: list[Any], held: list[Any],
-                          fresh: bool) -> None:
+                          fresh: bool, assumed: int | None = None) -> None:
         if not refs and fresh:
+            if assumed is not None:
+                # Checked when the write's new version is known (maybe at commit,
+                # as one autocommit statement): see _record_version.
+                self._assumed_unreferencing[id_] = assumed
             return
         sql = self._refs_sql
-        if not fresh:
+        if not fresh or assumed is not None:
             self._change(sql["delete"].sql, sql["delete"].single(int(id_)))
         if refs:
             insert = sql["insert"]
@@ -1019,6 +1037,20 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             self._scan_references(everything=False)
             self._references_known = True
 
+    def _refuse_unknown_references(self) -> None:
+        # Gone since it was found (removed with force=True): no longer in the way.
+        gone = [i for i in self._unscannable
+                if not self._fetch(f"SELECT 1 FROM {self._q['table']} "
+                                   f"WHERE {self._q['id']} = {int(i)}")]
+        for id_ in gone:
+            del self._unscannable[id_]
+        if self._unscannable:
+            shown = "; ".join(f"{i}: {why}" for i, why in list(self._unscannable.items())[:5])
+            raise StoreError(
+                f"{self._describe()}: pack cannot know what {len(self._unscannable)} "
+                f"record(s) reference, so it would risk removing what they hold: {shown}. "
+                "Restore them, or remove them with remove(id, force=True)")
+
     def _scan_references(self, everything: bool) -> int:
         """Read references from payloads in batches, each record locked while its
         references are recorded (a writer's newer references are never
@@ -1049,18 +1081,26 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
             f"WHERE {q['id']} IN ({self._id_list(chunk)}){unknown}", exclusive=True))
         edges: list[tuple[int, int]] = []
         targets: set[int] = set()
+        done = []
         for id_, data in rows:
-            if data is None:
-                continue
             try:
+                if data is None:
+                    raise LoadError(f"record {id_} has no data", id_)
                 refs = [int(self._coerce_id(r)) for r in referenced_ids(bytes(data), id_)]
-            except (LoadError, TypeError) as exc:
-                raise LoadError(f"{self._describe()}: {exc}; pack and reference checks "
-                                "cannot know what it references (remove it with "
-                                "force=True, or restore it)", id_) from exc
+            except (StoreError, TypeError) as exc:
+                # Left not known (NULL): a root for pack, which refuses to run
+                # while such records exist; other operations go on.
+                why = str(exc).removeprefix(f"{self._describe()}: ")
+                if self._unscannable.get(new_int_id(id_)) != why:
+                    log.warning("%s: the references of record %s cannot be read (%s); pack "
+                                "refuses to run until it is restored or removed with "
+                                "force=True", self._describe(), id_, why)
+                self._unscannable[new_int_id(id_)] = why
+                continue
+            self._unscannable.pop(new_int_id(id_), None)
+            done.append(int(id_))
             edges += [(int(id_), t) for t in dict.fromkeys(refs)]
             targets.update(refs)
-        done = [int(r[0]) for r in rows]
         if not done:
             return 0
         listed = self._id_list(done)
@@ -1149,6 +1189,8 @@ class SqlStore(Store, QuerySource, schemes=("sqlite", "postgresql", "mysql", "ma
                     room = PACK_SAMPLE - len(report.sample)
                     if room > 0:
                         report.sample += [new_int_id(i) for i in batch[:room]]
+                    for id_ in batch:
+                        self._identity.discard(new_int_id(id_))
                     bar.advance(len(batch))
                 # References of records gone (GC3Pie removes rows without them).
                 run(f"DELETE FROM {q['refs']} WHERE NOT EXISTS (SELECT 1 FROM {q['table']} t "

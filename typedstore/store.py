@@ -93,8 +93,8 @@ class _Transaction:
             backend checks are still there when the references are written.
     """
 
-    __slots__ = ("depth", "doomed", "held", "keep_alive", "queue", "refs", "thread", "undo",
-                 "written")
+    __slots__ = ("depth", "doomed", "held", "keep_alive", "queue", "refs", "removed", "thread",
+                 "undo", "written")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
@@ -102,6 +102,8 @@ class _Transaction:
         # those to records this save does not write (stored, unchanged).
         self.refs: dict[Any, None] = {}
         self.held: dict[Any, None] = {}
+        # Ids removed in this transaction: a later save must not reference them.
+        self.removed: set[Any] = set()
         self.depth = 1
         self.doomed = False
         self.written: dict[int, Any] = {}
@@ -327,6 +329,8 @@ class _Nesting(threading.local):
         self.mapped: list[Any] | None = None
         # References the record being unpickled resolved so far (see _load_one).
         self.resolved = 0
+        # (id, version) of the record being unpickled, for errors about its references.
+        self.loading: tuple[Any, Any] | None = None
 
 
 _nesting = _Nesting()
@@ -514,11 +518,15 @@ class Store(ABC):
     _tracks_references = False
 
     def _write_references(  # noqa: B027 - optional hook
-            self, id_: Any, refs: list[Any], held: list[Any], fresh: bool) -> None:
+            self, id_: Any, refs: list[Any], held: list[Any], fresh: bool,
+            assumed: int | None = None) -> None:
         """Record that record ``id_`` (just written) references ``refs``, replacing
-        what it referenced before (nothing to replace if ``fresh``). ``held``:
-        those of ``refs`` this transaction does not write; raise ConflictError if
-        one of them is no longer stored (removed by another writer)."""
+        what it referenced before (nothing to replace if ``fresh``: a new record,
+        or one whose stored version this store knows referenced nothing;
+        ``assumed``: that version, when the write did not check it, so the
+        backend must, replacing the references if the write replaced another).
+        ``held``: those of ``refs`` this transaction does not write; raise
+        ConflictError if one of them is no longer stored."""
 
     @abstractmethod
     def _delete(self, id_: Any) -> None:
@@ -762,7 +770,11 @@ class Store(ABC):
         )
         if self._tracks_references:
             refs = list(txn.refs)
-            self._write_references(pid, refs, list(txn.held), new or no_old_refs)
+            # A write not checked against the version known (replace(), the last
+            # writer wins) may replace a newer record than the one known: the
+            # backend checks the version it wrote (see _write_references).
+            assumed = known if no_old_refs and expected is None else None
+            self._write_references(pid, refs, list(txn.held), new or no_old_refs, assumed)
             if refs:
                 self._referencing.add(pid)
             else:
@@ -784,6 +796,12 @@ class Store(ABC):
         pid = getattr(child, "persistent_id", None)
         if pid is not None:
             pid = self._coerce_id(pid)
+            if pid in txn.removed:
+                raise SaveError(
+                    f"{self._describe()}: record {pid} ({type(child).__name__}) was removed "
+                    "earlier in this transaction, and an object saved after it references "
+                    "it; nothing of the transaction was written (remove it after the save "
+                    "that drops the reference, or keep it)", pid)
             if self._identity.get(pid) is child and not getattr(child, "changed", True):
                 txn.refs[pid] = None
                 txn.held[pid] = None
@@ -874,11 +892,13 @@ class Store(ABC):
         version = record.version
         nesting = _nesting
         outer, nesting.resolved = nesting.resolved, 0
+        outer_loading, nesting.loading = nesting.loading, (pid, version)
         try:
             obj = self._unpickle_record(pid, record)
             referencing = nesting.resolved > 0
         finally:
             nesting.resolved = outer
+            nesting.loading = outer_loading
         # Whether the record references others: a later write of it then
         # replaces its stored references (see _write_object).
         if referencing:
@@ -977,12 +997,34 @@ class Store(ABC):
             with _deep_references():
                 return self._load_record(pid)
         except NotFoundError as exc:
-            raise LoadError(
-                f"{self._describe()}: a record references {pid}, which is not stored", pid
-            ) from exc
+            raise self._missing_reference(pid) from exc
         finally:
             if not unbounded:
                 nesting.depth -= 1
+
+    def _missing_reference(self, pid: Any) -> StoreError:
+        """The error for a reference to record ``pid``, which is not stored: a
+        :class:`ConflictError` if the referring record changed since it was read
+        (another process dropped the reference and removed or packed the record
+        meanwhile: load it again), else a :class:`LoadError` naming both (a
+        record removed with ``force=True``, or damage)."""
+        loading = _nesting.loading
+        if loading is None:
+            return LoadError(f"{self._describe()}: a record references {pid}, which is not "
+                             "stored", pid)
+        referrer, version = loading
+        try:
+            current = self._current_versions([referrer])
+        except StoreError as exc:
+            log.debug("%s: versions not read: %s", self._describe(), exc)
+            current = None
+        if current is not None and version is not None and current.get(referrer) != version:
+            return ConflictError(
+                f"{self._describe()}: record {referrer} referenced record {pid}, which another "
+                f"writer removed after changing record {referrer} (version {version} was read); "
+                "load it again", [referrer], version, current.get(referrer))
+        return LoadError(f"{self._describe()}: record {referrer} references record {pid}, "
+                         "which is not stored (removed with force=True, or lost)", pid)
 
     # ------------------------------------------------------------ the rest of the contract
 
@@ -1011,7 +1053,8 @@ class Store(ABC):
                 self._delete(pid)
                 self._identity.discard(pid)
                 return [pid]
-            self._know_references()
+            if cascade or not force:
+                self._know_references()
             if cascade:
                 doomed = self._cascade(pid)
                 for each in doomed:
@@ -1021,9 +1064,14 @@ class Store(ABC):
             else:
                 doomed = [pid]
                 self._delete_unreferenced(pid, force)
+            txn = self._txn
+            assert txn is not None
+            txn.removed.update(doomed)
             for each in doomed:
+                # Not dropped from _referencing: if the transaction rolls back the
+                # map gets the record back, and its next write must then replace
+                # the references it has (a stale "references nothing" would not).
                 self._identity.discard(each)
-                self._referencing.discard(each)
             return doomed
 
     def referrers(self, id_: Any) -> list[Any]:
@@ -1047,29 +1095,30 @@ class Store(ABC):
                 raise
 
     def _cascade(self, pid: Any) -> list[Any]:
-        """``pid`` and every record it reaches that nothing outside the set
-        references, each locked against writers before its referrers are read
-        (so a reference committed meanwhile is seen, and none can follow)."""
+        """``pid`` and the records it reaches that nothing outside the set
+        references (children referring to each other included). Every record
+        reached is locked against writers before the referrers are read, so a
+        reference committed meanwhile is seen and none can follow; then records
+        with a referrer outside the set leave it, with what only they held,
+        until none does."""
         doomed: dict[Any, None] = {pid: None}
         self._lock_records([pid])
         frontier = [pid]
-        pending: set[Any] = set()
-        locked = {pid}
         while frontier:
+            reached: dict[Any, None] = {}
             for targets in self._children_of(frontier).values():
-                pending.update(t for t in targets if t not in doomed)
-            if not pending:
-                break
-            fresh = [t for t in pending if t not in locked]
-            self._lock_records(fresh)
-            locked.update(fresh)
-            referrers = self._referrers_of(sorted(pending))
-            frontier = [t for t in sorted(pending)
-                        if all(r in doomed or r == t for r in referrers.get(t, ()))]
-            for each in frontier:
-                doomed[each] = None
-                pending.discard(each)
-        return list(doomed)
+                reached.update((t, None) for t in targets if t not in doomed)
+            frontier = sorted(reached)
+            self._lock_records(frontier)
+            doomed.update((t, None) for t in frontier)
+        referrers = self._referrers_of([t for t in doomed if t != pid])
+        while True:
+            leaving = [t for t in doomed if t != pid
+                       and any(r not in doomed for r in referrers.get(t, ()))]
+            if not leaving:
+                return list(doomed)
+            for t in leaving:
+                del doomed[t]
 
     def _refuse_referenced(self, doomed: list[Any]) -> None:
         """Raise :class:`ReferencedError` if a record outside ``doomed``
@@ -1079,7 +1128,7 @@ class Store(ABC):
         gone = set(doomed)
         for target, sources in self._referrers_of(doomed).items():
             outside = sorted(s for s in sources if s not in gone)
-            real = [s for s in outside if target in self._repair_references(s)]
+            real = [s for s in outside if self._still_references(s, target)]
             if real:
                 shown = ", ".join(map(str, real[:10])) + (" ..." if len(real) > 10 else "")
                 raise ReferencedError(
@@ -1087,6 +1136,16 @@ class Store(ABC):
                     f"other record(s) ({shown}); nothing was removed. Remove them first, "
                     "remove it with cascade=True if they go with it, or force=True to "
                     "leave them referring to nothing", target, real)
+
+    def _still_references(self, source: Any, target: Any) -> bool:
+        """Whether record ``source``'s stored payload references ``target`` (a
+        payload that cannot be read is taken at its recorded word: it does)."""
+        try:
+            return target in self._repair_references(source)
+        except LoadError as exc:
+            log.warning("%s: the references of record %s cannot be read (%s); its recorded "
+                        "reference to %s stands", self._describe(), source, exc, target)
+            return True
 
     def _repair_references(self, source: Any) -> list[Any]:
         """The references record ``source`` holds, read from its stored payload
@@ -1132,11 +1191,10 @@ class Store(ABC):
                 raise TransactionError(f"{self._describe()}: pack() inside a transaction: "
                                        "commit or roll it back first")
             scanned = self._scan_references(everything=self._shared_with_gc3pie())
+            self._refuse_unknown_references()
             with pack_progress(progress, self._describe()) as bar:
                 report = self._pack(batch_size, bar)
             report.scanned = scanned
-            for id_ in report.sample:
-                self._identity.discard(id_)
             log.info("%s: pack removed %d record(s), kept %d", self._describe(),
                      report.removed, report.kept)
             return report
@@ -1160,6 +1218,10 @@ class Store(ABC):
         """Read and record the references of records whose references are not
         known (``everything``: of all records); return how many were read."""
         raise NotImplementedError
+
+    def _refuse_unknown_references(self) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`StoreError` naming the records whose references could
+        not be read (a pack could take what they hold)."""
 
     def _referrers_of(self, ids: Sequence[Any]) -> dict[Any, set[Any]]:
         """``target -> stored records referencing it``, for each of ``ids`` referenced."""
