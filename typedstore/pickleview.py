@@ -31,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-__all__ = ["Made", "Named", "PayloadView", "Reference", "describe", "read_payload", "render"]
+__all__ = ["Made", "Named", "PayloadView", "Reference", "describe", "persistent_ids",
+           "read_payload", "render"]
 
 #: How deep :func:`describe` follows nested values; deeper ones are cut.
 MAX_DEPTH = 16
@@ -370,6 +371,16 @@ def read_payload(payload: bytes) -> PayloadView:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return PayloadView(len(payload), viewer.proto, value, viewer.names,
                        [_reference_id(r) for r in viewer.references], viewer.notes, error)
+
+
+def persistent_ids(payload: bytes) -> list[Any]:
+    """The persistent ids in ``payload``, in order, as read: ``str``/``int``, or
+    the :class:`Made` of an id class; nothing the payload names is imported or
+    called. Raises whatever stops the reading of a damaged payload
+    (``pickle.UnpicklingError``, ``EOFError``, ...)."""
+    viewer = _Viewer(payload)
+    viewer.load()
+    return viewer.references
 
 
 def _reference_id(pid: Any) -> str:

@@ -4,11 +4,10 @@ A record's payload names the Persistables it references by persistent id
 (:mod:`typedstore.serialization`). A store that writes a record knows them
 already (the pickler asked for each); for records written by someone else
 (GC3Pie, or typedstore before reference tracking) :func:`referenced_ids`
-reads them out of the pickle with a *skeleton* unpickler: every class the
-payload names is replaced by an inert stand-in, no module is imported and no
-callable of the payload's is called, so a planted record cannot run code
-here. Only the id classes (typedstore's and GC3Pie's ``Id``/``IntId``) are
-rebuilt, as plain ``str``/``int``.
+reads them out of the pickle with :mod:`typedstore.pickleview`'s reader, which
+imports and calls nothing the payload names, so a planted record cannot run
+code here. Only ids of the id classes (typedstore's and GC3Pie's
+``Id``/``IntId``) made of plain values are accepted, as ``str``/``int``.
 
 The graph lives in the backend: a reference table per store table on SQL
 (:func:`typedstore.tables.refs_table`), written in the same transaction as
@@ -30,144 +29,68 @@ the index rows. Each record's ``_root`` says what it is:
 
 from __future__ import annotations
 
-import io
-import pickle
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
 from .errors import LoadError
+from .pickleview import Made, Named, persistent_ids
 
 #: ``_root`` values (see the module docstring) and the column holding them.
 CHILD, ROOT, REFERENCED_ROOT = 0, 1, 2
 ROOT_COLUMN = "_root"
 
-#: Classes a persistent id is pickled as, and what each becomes.
-_INT_IDS = {
-    ("typedstore.ids", "IntId"),
-    ("gc3libs.persistence.sql", "IntId"),
-    ("builtins", "int"),
-}
-_STR_IDS = {
-    ("typedstore.ids", "Id"),
-    ("gc3libs.persistence.idfactory", "Id"),
-    ("gc3libs.persistence", "Id"),
-    ("builtins", "str"),
-}
+#: The id classes a persistent id is pickled as (typedstore's and GC3Pie's).
+_INT_IDS = {("typedstore.ids", "IntId"), ("gc3libs.persistence.sql", "IntId")}
+_STR_IDS = {("typedstore.ids", "Id"), ("gc3libs.persistence.idfactory", "Id"),
+            ("gc3libs.persistence", "Id")}
 
 
-class _Inert:
-    """Stands in for every class a payload names: takes any arguments and
-    state, and does nothing with them."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:
-        return object.__new__(_Inert)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Inert:
-        return _Inert()
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def append(self, item: Any) -> None:
-        pass
-
-    def extend(self, items: Any) -> None:
-        pass
-
-    def add(self, item: Any) -> None:
-        pass
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass
-
-
-class _IntRef:
-    """An ``IntId`` as a plain ``int``: GC3Pie's ``IntId(prefix, seqno)`` (as
-    ``NEWOBJ``), ``IntId(5)``, or ``copyreg._reconstructor(IntId, int, 5)``."""
-
-    def __new__(cls, *args: Any) -> Any:
-        seqno = args[-1] if args else None
-        if isinstance(seqno, bool) or not isinstance(seqno, (int, str)):
-            raise TypeError(f"an IntId is made of an int, not {type(seqno).__name__}")
-        return int(seqno)
-
-
-class _StrRef:
-    """An ``Id`` as a plain ``str``: ``Id("job.3")`` or GC3Pie's ``Id(prefix, seqno)``."""
-
-    def __new__(cls, *args: Any) -> Any:
-        # Only plain values (a list argument nested with shared parts would make
-        # a string exponentially long from a few bytes).
+def _plain_id(pid: Any) -> int | str | None:
+    """The id a persistent id names (``None`` if it is not one): a plain ``str``
+    or ``int``, or an id class made of plain values: GC3Pie's ``IntId(prefix,
+    seqno)`` / ``Id(prefix, seqno)``, ``Id("job.3")``. Nothing else: an id made
+    of a list nested with shared parts would make a string exponentially long
+    from a few bytes."""
+    if isinstance(pid, bool):
+        return None
+    if isinstance(pid, (int, str)):
+        return pid
+    if not isinstance(pid, Made) or not isinstance(pid.target, Named):
+        return None
+    key, args = (pid.target.module, pid.target.name), pid.args
+    if key in _INT_IDS and args and isinstance(args[-1], int) \
+            and not isinstance(args[-1], bool):
+        return int(args[-1])
+    if key in _STR_IDS:
         if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], int) \
                 and not isinstance(args[1], bool):
             return f"{args[0]}.{args[1]}"
         if len(args) == 1 and isinstance(args[0], str):
             return args[0]
-        raise TypeError("an Id is made of a prefix and a number, or a string")
-
-
-def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
-    """``copyreg._reconstructor`` for the skeleton: ids rebuilt, the rest inert."""
-    if cls is _IntRef or cls is _StrRef:
-        return cls(state)
-    return _Inert()
-
-
-class _SkeletonUnpickler(pickle._Unpickler):
-    """pickle's Python unpickler with every class inert (see the module docstring)."""
-
-    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
-    if TYPE_CHECKING:  # pickle._Unpickler's own, which typeshed does not describe
-        stack: list[Any]
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(io.BytesIO(data))
-        self.found: list[Any] = []
-
-    def _build(self) -> None:
-        # BUILD on whatever a payload made does nothing (an int id has no __dict__).
-        self.stack.pop()
-
-    dispatch[pickle.BUILD[0]] = _build
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _INT_IDS:
-            return _IntRef
-        if (module, name) in _STR_IDS:
-            return _StrRef
-        if (module, name) in (("copyreg", "_reconstructor"), ("copy_reg", "_reconstructor")):
-            return _reconstructor
-        return _Inert
-
-    def persistent_load(self, pid: Any) -> Any:
-        self.found.append(pid)
-        return _Inert()
+    return None
 
 
 def referenced_ids(payload: bytes, record_id: Any = None) -> list[Any]:
-    """The persistent ids a payload references, in order of first mention
-    (``int`` or ``str``, as pickled), read without running anything the
-    payload names.
+    """The ids a payload references, in order of first mention (``int`` or
+    ``str``, as pickled), read by :func:`typedstore.pickleview.persistent_ids`:
+    nothing the payload names is imported or called.
 
     Raises :class:`~typedstore.errors.LoadError` naming ``record_id`` if the
-    payload is not a pickle this can read, or a reference is not an id.
+    payload is not a pickle that can be read to its end, or a reference in it
+    is not an id.
     """
-    skeleton = _SkeletonUnpickler(payload)
     try:
-        skeleton.load()
-    except Exception as exc:
+        found = persistent_ids(payload)
+    except Exception as exc:  # any damage: pickle raises many types
         raise LoadError(f"record {record_id}: its references cannot be read from its "
                         f"payload ({type(exc).__name__}: {exc})", record_id) from exc
     ids: dict[Any, None] = {}
-    for pid in skeleton.found:
-        if isinstance(pid, bool) or not isinstance(pid, (int, str)):
+    for pid in found:
+        plain = _plain_id(pid)
+        if plain is None:
             raise LoadError(f"record {record_id}: a reference in its payload is a "
                             f"{type(pid).__name__}, not an id", record_id)
-        ids[pid] = None
+        ids[plain] = None
     return list(ids)
 
 
